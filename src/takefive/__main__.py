@@ -1,0 +1,5 @@
+import sys
+
+from takefive.cli import main
+
+sys.exit(main())

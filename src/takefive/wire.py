@@ -1,0 +1,342 @@
+"""The Mongrel2 wire protocol, both directions, as pure functions (no I/O).
+
+Front end -> handler (one ZeroMQ frame)::
+
+    UUID SP ID SP PATH SP LEN:HEADERS, LEN:BODY,
+
+``HEADERS`` is a JSON object in a netstring (``254:{...},``) or a tnetstring dict
+(``16:6:METHOD,4:JSON,}``); both decode to the same :class:`Message`.
+
+Handler -> front end (one frame)::
+
+    UUID SP LEN:ID ID ID, SP RAW_BYTES
+
+An empty ``RAW_BYTES`` closes the listed connections. A control message uses the
+id list ``X ID`` and a tnetstring ``["ctl", {...}]`` body.
+
+Everything here raises :class:`ProtocolError` on malformed input, and checks every
+length prefix against the bytes actually present before slicing anything.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import orjson
+import tnetstring
+
+__all__ = [
+    "DISCONNECT_BODY",
+    "MAX_IDS_PER_MESSAGE",
+    "HeaderValue",
+    "Headers",
+    "Message",
+    "ProtocolError",
+    "Reply",
+    "encode_close",
+    "encode_control",
+    "encode_disconnect",
+    "encode_request",
+    "encode_response",
+    "parse_request",
+    "parse_response",
+]
+
+#: Mongrel2 accepts at most this many connection ids in one response message.
+MAX_IDS_PER_MESSAGE = 128
+#: Body of the message a front end sends when a client goes away.
+DISCONNECT_BODY = b'{"type":"disconnect"}'
+
+#: A length prefix never has more digits than this (10 digits > 4 GiB).
+_MAX_PREFIX_DIGITS = 10
+_UUID_RE = re.compile(rb"[A-Za-z0-9-]+\Z")
+_ID_RE = re.compile(rb"[0-9]+\Z")
+
+HeaderValue = str | list[str]
+Headers = dict[str, HeaderValue]
+
+
+class ProtocolError(ValueError):
+    """A message does not follow the wire protocol. The message says what is wrong."""
+
+
+@dataclass(slots=True, frozen=True)
+class Message:
+    """One decoded front end -> handler message."""
+
+    sender: str
+    conn_id: str
+    path: str
+    headers: Headers
+    body: bytes
+
+    @property
+    def method(self) -> str:
+        method = self.headers.get("METHOD", "")
+        return method if isinstance(method, str) else ""
+
+    @property
+    def is_disconnect(self) -> bool:
+        """True for the message a front end sends when a client has gone."""
+        return self.method == "JSON" and _json_type(self.body) == "disconnect"
+
+
+class Reply(NamedTuple):
+    """One decoded handler -> front end message. ``body`` is a view into the frame."""
+
+    sender: str
+    conn_ids: list[str]
+    body: memoryview
+    control: bool
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _json_type(body: bytes) -> str | None:
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return value.get("type") if isinstance(value, dict) else None
+
+
+def _read_prefix(data: bytes, start: int, what: str) -> tuple[int, int]:
+    """Read ``LEN:`` at ``start``; return (payload start, payload end)."""
+    colon = data.find(b":", start, start + _MAX_PREFIX_DIGITS + 1)
+    if colon < 0:
+        raise ProtocolError(f"{what}: missing or too long length prefix at byte {start}")
+    digits = data[start:colon]
+    if not digits.isdigit():
+        raise ProtocolError(f"{what}: length prefix {digits[:16]!r} is not a number")
+    size = int(digits)
+    end = colon + 1 + size
+    # +1: the type byte after the payload must be there too.
+    if end + 1 > len(data):
+        raise ProtocolError(
+            f"{what}: length prefix {size} runs past the end of the message "
+            f"({len(data) - colon - 1} bytes left)"
+        )
+    return colon + 1, end
+
+
+def _decode_text(raw: bytes) -> str:
+    # Mongrel2 passes header bytes through untouched: keep undecodable bytes reversible.
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _check_headers(value: Any) -> Headers:
+    if not isinstance(value, dict):
+        raise ProtocolError(f"headers must be an object, not {type(value).__name__}")
+    for key, item in value.items():
+        if isinstance(item, str):
+            continue
+        if isinstance(item, list) and all(isinstance(v, str) for v in item):
+            continue
+        raise ProtocolError(f"header {key!r} must be a string or a list of strings")
+    return value
+
+
+def _tnet_text(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return _decode_text(value)
+    if isinstance(value, list):
+        return [_tnet_text(v) for v in value]
+    return value
+
+
+def _decode_json_headers(payload: bytes) -> Headers:
+    try:
+        value = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        # Mongrel2 escapes only '"' and '\\': raw control characters and non-UTF-8
+        # bytes reach us as they came from the client.
+        try:
+            value = json.loads(_decode_text(payload), strict=False)
+        except ValueError as exc:
+            raise ProtocolError(f"headers are not valid JSON: {exc}") from None
+    return _check_headers(value)
+
+
+def _decode_tnet_headers(raw: bytes) -> Headers:
+    try:
+        value = tnetstring.loads(raw)
+    except ValueError as exc:
+        raise ProtocolError(f"headers are not a valid tnetstring: {exc}") from None
+    if not isinstance(value, dict):
+        raise ProtocolError("tnetstring headers must be a dict")
+    headers = {}
+    for key, item in value.items():
+        if not isinstance(key, bytes):
+            raise ProtocolError("tnetstring header names must be strings")
+        headers[_decode_text(key)] = _tnet_text(item)
+    return _check_headers(headers)
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def parse_request(data: bytes) -> Message:
+    """Decode one front end -> handler message."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ProtocolError(f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    parts = data.split(b" ", 3)
+    if len(parts) != 4:
+        raise ProtocolError("request must be 'UUID ID PATH LEN:HEADERS,LEN:BODY,'")
+    sender, conn_id, path, _ = parts
+    if not _UUID_RE.match(sender):
+        raise ProtocolError(f"bad sender uuid {sender[:40]!r}")
+    if not _ID_RE.match(conn_id):
+        raise ProtocolError(f"bad connection id {conn_id[:40]!r}")
+    if not path:
+        raise ProtocolError("empty path")
+    head_start = len(sender) + len(conn_id) + len(path) + 3
+
+    start, end = _read_prefix(data, head_start, "headers")
+    kind = data[end : end + 1]
+    if kind == b",":
+        headers = _decode_json_headers(data[start:end])
+    elif kind == b"}":
+        headers = _decode_tnet_headers(data[head_start : end + 1])
+    else:
+        raise ProtocolError(f"headers end in {kind!r}, expected ',' or '}}'")
+
+    body_start, body_end = _read_prefix(data, end + 1, "body")
+    if data[body_end : body_end + 1] != b",":
+        raise ProtocolError("body netstring does not end in ','")
+    if body_end + 1 != len(data):
+        raise ProtocolError(f"{len(data) - body_end - 1} bytes of trailing garbage after body")
+    return Message(
+        sender.decode("ascii"),
+        conn_id.decode("ascii"),
+        _decode_text(path),
+        headers,
+        data[body_start:body_end],
+    )
+
+
+def _encode_text(value: str) -> bytes:
+    return value.encode("utf-8", "surrogateescape")
+
+
+def _tnet_value(value: HeaderValue) -> bytes | list[bytes]:
+    if isinstance(value, str):
+        return _encode_text(value)
+    return [_encode_text(v) for v in value]
+
+
+def encode_request(
+    sender: str,
+    conn_id: str | int,
+    path: str,
+    headers: Mapping[str, HeaderValue],
+    body: bytes = b"",
+    *,
+    tnetstring_headers: bool = False,
+) -> bytes:
+    """Encode a front end -> handler message exactly as Mongrel2 does."""
+    if tnetstring_headers:
+        head = tnetstring.dumps({_encode_text(k): _tnet_value(v) for k, v in headers.items()})
+    else:
+        try:
+            payload = orjson.dumps(headers)
+        except TypeError:  # surrogate-escaped bytes from a client
+            payload = _encode_text(json.dumps(headers, ensure_ascii=False))
+        head = b"%d:%b," % (len(payload), payload)
+    return b"%b %b %b %b%d:%b," % (
+        _sender_bytes(sender),
+        _id_bytes(conn_id),
+        _encode_text(path),
+        head,
+        len(body),
+        body,
+    )
+
+
+def encode_disconnect(sender: str, conn_id: str | int, *, tnetstring_headers: bool = False) -> bytes:
+    """The message a front end sends when client ``conn_id`` has gone."""
+    return encode_request(
+        sender, conn_id, "@*", {"METHOD": "JSON"}, DISCONNECT_BODY,
+        tnetstring_headers=tnetstring_headers,
+    )
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def _sender_bytes(sender: str | bytes) -> bytes:
+    raw = sender.encode("ascii", "replace") if isinstance(sender, str) else sender
+    if not _UUID_RE.match(raw):
+        raise ProtocolError(f"sender uuid {sender!r} may only hold A-Z, a-z, 0-9 and '-'")
+    return raw
+
+
+def _id_bytes(conn_id: str | int) -> bytes:
+    raw = str(conn_id).encode("ascii", "replace")
+    if not _ID_RE.match(raw):
+        raise ProtocolError(f"connection id {conn_id!r} must be a non-negative integer")
+    return raw
+
+
+def encode_response(
+    sender: str | bytes, conn_ids: str | int | Iterable[str | int], data: bytes
+) -> list[bytes]:
+    """Encode ``data`` for one or many connections of front end ``sender``.
+
+    Returns one message per :data:`MAX_IDS_PER_MESSAGE` ids (an empty list for no ids).
+    """
+    uuid = _sender_bytes(sender)
+    if isinstance(conn_ids, str | int):
+        ids = [_id_bytes(conn_ids)]
+    else:
+        ids = [_id_bytes(c) for c in conn_ids]
+    messages = []
+    for i in range(0, len(ids), MAX_IDS_PER_MESSAGE):
+        joined = b" ".join(ids[i : i + MAX_IDS_PER_MESSAGE])
+        messages.append(b"%b %d:%b, %b" % (uuid, len(joined), joined, data))
+    return messages
+
+
+def encode_close(sender: str | bytes, conn_ids: str | int | Iterable[str | int]) -> list[bytes]:
+    """Messages that make the front end close these connections."""
+    return encode_response(sender, conn_ids, b"")
+
+
+def encode_control(sender: str | bytes, conn_id: str | int, payload: Mapping[str, Any]) -> bytes:
+    """A Mongrel2 control message, e.g. ``{"credits": 4096}`` or ``{"cancel": True}``."""
+    ids = b"X " + _id_bytes(conn_id)
+    body = tnetstring.dumps([b"ctl", {k.encode(): v for k, v in payload.items()}])
+    return b"%b %d:%b, %b" % (_sender_bytes(sender), len(ids), ids, body)
+
+
+def parse_response(data: bytes) -> Reply:
+    """Decode one handler -> front end message (what a front end does with it)."""
+    space = data.find(b" ")
+    if space <= 0:
+        raise ProtocolError("response must start with 'UUID '")
+    sender = data[:space]
+    if not _UUID_RE.match(sender):
+        raise ProtocolError(f"bad sender uuid {sender[:40]!r}")
+    start, end = _read_prefix(data, space + 1, "connection ids")
+    if data[end : end + 2] != b", ":
+        raise ProtocolError("connection id list must be followed by ', '")
+    raw_ids = data[start:end].split(b" ")
+    control = raw_ids[0] == b"X"
+    if control:
+        raw_ids = raw_ids[1:]
+    if not raw_ids or not all(_ID_RE.match(i) for i in raw_ids):
+        raise ProtocolError(f"bad connection id list {data[start:end][:60]!r}")
+    if len(raw_ids) > MAX_IDS_PER_MESSAGE:
+        raise ProtocolError(f"{len(raw_ids)} connection ids, at most {MAX_IDS_PER_MESSAGE}")
+    return Reply(
+        sender.decode("ascii"),
+        [i.decode("ascii") for i in raw_ids],
+        memoryview(data)[end + 2 :],
+        control,
+    )
+
