@@ -8,7 +8,9 @@ from takefive.loader import LoadError, load_object
 
 def test_loads_attribute_from_file(tmp_path: Path) -> None:
     (tmp_path / "helper_mod.py").write_text("VALUE = 41\n")
-    (tmp_path / "svc.py").write_text("import helper_mod\nclass NS:\n    value = helper_mod.VALUE + 1\n")
+    (tmp_path / "svc.py").write_text(
+        "import helper_mod\nclass NS:\n    value = helper_mod.VALUE + 1\n"
+    )
     assert load_object(f"{tmp_path / 'svc.py'}:NS.value") == 42
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -258,10 +258,16 @@ def encode_request(
     )
 
 
-def encode_disconnect(sender: str, conn_id: str | int, *, tnetstring_headers: bool = False) -> bytes:
+def encode_disconnect(
+    sender: str, conn_id: str | int, *, tnetstring_headers: bool = False
+) -> bytes:
     """The message a front end sends when client ``conn_id`` has gone."""
     return encode_request(
-        sender, conn_id, "@*", {"METHOD": "JSON"}, DISCONNECT_BODY,
+        sender,
+        conn_id,
+        "@*",
+        {"METHOD": "JSON"},
+        DISCONNECT_BODY,
         tnetstring_headers=tnetstring_headers,
     )
 
@@ -339,4 +345,3 @@ def parse_response(data: bytes) -> Reply:
         memoryview(data)[end + 2 :],
         control,
     )
-
