@@ -17,6 +17,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "takefive.runner",
     "takefive.mongrel2",
+    "takefive.worker",
 )
 
 

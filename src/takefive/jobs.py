@@ -1,0 +1,269 @@
+"""Job pools: push jobs round robin to a pool of workers and collect their results.
+
+This is the seed's job distributor (PUSH/PULL) with results::
+
+    JobPool                                  workers (any language, any number)
+    PUSH  bind  jobs_endpoint   ──REQUEST──>  PULL connect   (round robin)
+    PULL  bind  results_endpoint <──REPLY───  PUSH connect   (to the REQUEST's reply-to)
+
+Workers join or leave at any time (``takefive worker MODULE:FUNC --connect
+ENDPOINT``); ZeroMQ spreads jobs over those connected. From a handler::
+
+    pool = JobPool("tcp://127.0.0.1:5555", "tcp://127.0.0.1:5556")
+    thumb = await pool.submit("thumbnail", {"path": path}, timeout=10)
+
+**What PUSH/PULL cannot do**: a PUSH socket does not know whether a job it
+handed to a worker was ever run. If the worker dies, the jobs it held are gone;
+:meth:`JobPool.submit` then fails with :class:`JobTimeout` after ``timeout``
+seconds (never hangs). When a job must not be lost, use
+:mod:`takefive.services`, which notices dead workers by heartbeat and retries.
+
+:class:`BlockingJobPool` is the same for plain synchronous scripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+from types import TracebackType
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from takefive import workproto as wp
+from takefive._sync import LoopThread
+from takefive.workproto import WorkError
+
+__all__ = ["BlockingJobPool", "JobError", "JobPool", "JobTimeout", "WorkError"]
+
+log = logging.getLogger("takefive.jobs")
+
+
+class JobError(WorkError):
+    """A job failed: the worker sent ``ERROR`` (``code`` says which), or the pool closed."""
+
+
+class JobTimeout(JobError, TimeoutError):
+    """No result within the timeout; the job may be lost (see the module docs)."""
+
+
+def _last_endpoint(sock: zmq.Socket[Any]) -> str:
+    raw = sock.getsockopt(zmq.LAST_ENDPOINT)
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+class JobPool:
+    """The caller's side of a job pool. Binds at construction; use from one event loop.
+
+    ``jobs_endpoint`` and ``results_endpoint`` may end in ``:*`` (a free port);
+    read the chosen ones from :attr:`endpoint` and :attr:`results_endpoint`.
+    ``reply_to`` is the results endpoint as workers must connect to it (defaults
+    to the bound one; set it when binding to a wildcard address like ``tcp://*:5556``).
+    """
+
+    def __init__(
+        self,
+        jobs_endpoint: str = "tcp://127.0.0.1:*",
+        results_endpoint: str = "tcp://127.0.0.1:*",
+        *,
+        encoding: str = "json",
+        reply_to: str | None = None,
+        timeout: float = 30.0,
+        context: zmq.asyncio.Context | None = None,
+        hwm: int = 1000,
+    ) -> None:
+        wp.check_name(encoding, "encoding")
+        self.encoding = encoding
+        self.timeout = timeout
+        self._ctx = context or zmq.asyncio.Context.instance()
+        self._jobs = self._ctx.socket(zmq.PUSH)
+        self._results = self._ctx.socket(zmq.PULL)
+        for sock in (self._jobs, self._results):
+            sock.setsockopt(zmq.LINGER, 0)
+        self._jobs.setsockopt(zmq.SNDHWM, hwm)
+        self._results.setsockopt(zmq.RCVHWM, 0)  # never drop a result
+        try:
+            self._jobs.bind(jobs_endpoint)
+            self._results.bind(results_endpoint)
+        except zmq.ZMQError:
+            self._jobs.close(0)
+            self._results.close(0)
+            raise
+        self.endpoint = _last_endpoint(self._jobs)
+        self.results_endpoint = _last_endpoint(self._results)
+        self.reply_to = reply_to or self.results_endpoint
+        self._prefix = os.urandom(4).hex().encode() + b"-"
+        self._ids = itertools.count(1)
+        self._pending: dict[bytes, asyncio.Future[wp.Reply | wp.Error]] = {}
+        self._receiver: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> JobPool:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop collecting results; pending :meth:`submit` calls fail with ``JobError``."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._receiver is not None:
+            self._receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._receiver
+        for job_id, fut in list(self._pending.items()):
+            if not fut.done():
+                fut.set_exception(JobError("the job pool was closed", code="closed", job_id=job_id))
+        self._pending.clear()
+        self._jobs.close(0)
+        self._results.close(0)
+
+    @property
+    def pending(self) -> int:
+        """Jobs submitted and not yet answered."""
+        return len(self._pending)
+
+    # ------------------------------------------------------------------ jobs
+
+    async def submit(
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - a per-job deadline, by design
+        encoding: str | None = None,
+    ) -> Any:
+        """Run job ``name`` on some worker and return its decoded result.
+
+        Raises :class:`JobError` if the worker reports an error (``.code`` is
+        ``failed``, ``unknown`` or ``bad-request``) and :class:`JobTimeout` if no
+        result arrives within ``timeout`` seconds (default: the pool's).
+        """
+        if self._closed:
+            raise JobError("the job pool is closed", code="closed")
+        timeout = self.timeout if timeout is None else timeout
+        encoding = encoding or self.encoding
+        data = wp.encode_payload(payload, encoding)
+        job_id = self._prefix + format(next(self._ids), "x").encode()
+        frames = wp.encode_request(job_id, name, data, encoding, self.reply_to)
+        if self._receiver is None:
+            self._receiver = asyncio.get_running_loop().create_task(self._receive())
+        fut: asyncio.Future[wp.Reply | wp.Error] = asyncio.get_running_loop().create_future()
+        self._pending[job_id] = fut
+        sent = False
+        try:
+            async with asyncio.timeout(timeout):
+                await self._jobs.send_multipart(frames, copy=False)
+                sent = True
+                answer = await fut
+        except TimeoutError:
+            if sent:
+                why = (
+                    "the job was handed to a worker, which may have died with it "
+                    "(PUSH/PULL cannot tell); use takefive.services for jobs that must not be lost"
+                )
+            else:
+                why = f"no worker connected to {self.endpoint} took it"
+            raise JobTimeout(
+                f"job {job_id.decode()} ({name}) got no result within {timeout:g}s: {why}",
+                code="timeout",
+                job_id=job_id,
+            ) from None
+        finally:
+            self._pending.pop(job_id, None)
+        if isinstance(answer, wp.Error):
+            raise JobError(
+                f"job {job_id.decode()} ({name}) failed on the worker [{answer.code}]: "
+                f"{answer.message}",
+                code=answer.code,
+                job_id=job_id,
+            )
+        try:
+            return wp.decode_payload(answer.payload, answer.encoding)
+        except wp.ProtocolError as exc:
+            raise JobError(
+                f"job {job_id.decode()} ({name}): the worker's result cannot be decoded: {exc}",
+                code="bad-reply",
+                job_id=job_id,
+            ) from None
+
+    async def _receive(self) -> None:
+        pending = self._pending
+        results = self._results
+        while True:
+            frames = await results.recv_multipart(copy=True)
+            try:
+                msg = wp.parse(frames)
+            except wp.ProtocolError as exc:
+                log.warning("dropping a bad message on %s: %s", self.results_endpoint, exc)
+                continue
+            if not isinstance(msg, wp.Reply | wp.Error):
+                log.warning("dropping an unexpected %s on the results socket", type(msg).__name__)
+                continue
+            fut = pending.pop(msg.job_id, None)
+            if fut is None:
+                log.info("dropping the late result of job %s", msg.job_id.decode(errors="replace"))
+            elif not fut.done():
+                fut.set_result(msg)
+
+
+class BlockingJobPool:
+    """:class:`JobPool` for synchronous code: ``pool.submit(...)`` blocks.
+
+    It runs its own event loop in a daemon thread; it is safe to call from
+    several threads at once.
+    """
+
+    def __init__(
+        self,
+        jobs_endpoint: str = "tcp://127.0.0.1:*",
+        results_endpoint: str = "tcp://127.0.0.1:*",
+        **options: Any,
+    ) -> None:
+        self._thread = LoopThread("takefive-jobs")
+
+        async def make() -> JobPool:
+            return JobPool(jobs_endpoint, results_endpoint, **options)
+
+        try:
+            self._pool = self._thread.run(make())
+        except BaseException:
+            self._thread.stop()
+            raise
+        self.endpoint = self._pool.endpoint
+        self.results_endpoint = self._pool.results_endpoint
+
+    def submit(
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        encoding: str | None = None,
+    ) -> Any:
+        return self._thread.run(
+            self._pool.submit(name, payload, timeout=timeout, encoding=encoding)
+        )
+
+    def close(self) -> None:
+        self._thread.run(self._pool.close())
+        self._thread.stop()
+
+    def __enter__(self) -> BlockingJobPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,383 @@
+"""The takefive worker protocol ``T5W1``, as pure functions (no I/O).
+
+Every message is a ZeroMQ multipart message whose first two frames are the
+protocol header ``b"T5W1"`` and the message type (ASCII). The full
+specification, for implementers in any language, is ``docs/protocol.md``;
+this module is the reference implementation of it.
+
+====================  =================================================================
+type                  frames after ``T5W1``, ``TYPE``
+====================  =================================================================
+``READY``             heartbeat-ms, worker-info, service-name [, service-name ...]
+``HEARTBEAT``         (none)
+``DISCONNECT``        (none)
+``REQUEST``           job-id, name, encoding, payload, reply-to
+``REPLY``             job-id, encoding, payload
+``ERROR``             job-id, code, message (UTF-8 text)
+``EVENT``             encoding, payload (preceded by the topic frame on PUB/SUB)
+====================  =================================================================
+
+Payload encodings are named by a tag frame: ``json`` (UTF-8 JSON, always
+available), ``msgpack`` (needs the optional ``msgpack`` package) and ``raw``
+(bytes passed through untouched).
+
+Every decoder raises :class:`ProtocolError` with a message saying what is
+wrong; nothing here touches a socket.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from takefive.wire import ProtocolError
+
+__all__ = [
+    "DISCONNECT",
+    "ENCODINGS",
+    "ERROR",
+    "ERROR_CODES",
+    "EVENT",
+    "HEADER",
+    "HEARTBEAT",
+    "MAX_NAME_LENGTH",
+    "READY",
+    "REPLY",
+    "REQUEST",
+    "Disconnect",
+    "EncodingError",
+    "Error",
+    "Event",
+    "Heartbeat",
+    "ProtocolError",
+    "Ready",
+    "Reply",
+    "Request",
+    "WorkError",
+    "WorkMessage",
+    "check_name",
+    "decode_event",
+    "decode_payload",
+    "encode_disconnect",
+    "encode_error",
+    "encode_event",
+    "encode_heartbeat",
+    "encode_payload",
+    "encode_ready",
+    "encode_reply",
+    "encode_request",
+    "parse",
+]
+
+#: First frame of every message; the digit is the protocol version.
+HEADER: Final = b"T5W1"
+
+READY: Final = b"READY"
+HEARTBEAT: Final = b"HEARTBEAT"
+DISCONNECT: Final = b"DISCONNECT"
+REQUEST: Final = b"REQUEST"
+REPLY: Final = b"REPLY"
+ERROR: Final = b"ERROR"
+EVENT: Final = b"EVENT"
+
+#: Payload encodings this implementation knows ("msgpack" only if installed).
+ENCODINGS: Final = ("json", "msgpack", "raw")
+
+#: Longest service/job name, job id or encoding tag, in bytes.
+MAX_NAME_LENGTH: Final = 255
+_NAME_RE = re.compile(rb"[A-Za-z0-9_.:/-]+\Z")
+_JOB_ID_RE = re.compile(rb"[\x21-\x7e]+\Z")
+
+#: Error codes a worker or dispatcher puts in an ``ERROR`` message.
+ERROR_CODES: Final = (
+    "failed",  # the function raised; message is the exception text
+    "unknown",  # the worker has no function by that name
+    "bad-request",  # the request could not be decoded (encoding, payload)
+    "busy",  # the worker got a request while it was busy (a dispatcher bug)
+)
+
+
+class EncodingError(ProtocolError):
+    """A payload cannot be encoded or decoded with the encoding named."""
+
+
+class WorkError(Exception):
+    """A job or service call did not produce a result; ``code`` says why.
+
+    ``code`` is an ``ERROR`` code from a worker (``failed``, ``unknown``,
+    ``bad-request``) or one of the caller's own: ``timeout``, ``worker-lost``,
+    ``closed``.
+    """
+
+    def __init__(self, message: str, *, code: str = "failed", job_id: bytes = b"") -> None:
+        super().__init__(message)
+        self.code = code
+        self.job_id = job_id
+
+
+# --------------------------------------------------------------------------- payloads
+
+
+def _msgpack() -> Any:
+    try:
+        import msgpack  # type: ignore[import-untyped,unused-ignore]
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise EncodingError(
+            "the msgpack encoding needs the msgpack package: pip install 'takefive[msgpack]'"
+        ) from None
+    return msgpack
+
+
+def encode_payload(value: Any, encoding: str = "json") -> bytes:
+    """Encode ``value`` with ``encoding`` (``json``, ``msgpack`` or ``raw``)."""
+    if encoding == "json":
+        try:
+            return orjson.dumps(value)
+        except TypeError as exc:
+            raise EncodingError(f"cannot encode {type(value).__name__} as JSON: {exc}") from None
+    if encoding == "raw":
+        if not isinstance(value, bytes | bytearray | memoryview):
+            raise EncodingError(f"the raw encoding takes bytes, not {type(value).__name__}")
+        return bytes(value)
+    if encoding == "msgpack":
+        try:
+            data: bytes = _msgpack().packb(value, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise EncodingError(f"cannot encode {type(value).__name__} as msgpack: {exc}") from None
+        return data
+    raise EncodingError(f"unknown payload encoding {encoding!r} (known: {', '.join(ENCODINGS)})")
+
+
+def decode_payload(data: bytes, encoding: str = "json") -> Any:
+    """Decode ``data`` with ``encoding``; :class:`EncodingError` if it is not valid."""
+    if encoding == "json":
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise EncodingError(f"payload is not valid JSON: {exc}") from None
+    if encoding == "raw":
+        return bytes(data)
+    if encoding == "msgpack":
+        msgpack = _msgpack()
+        try:
+            return msgpack.unpackb(data, raw=False, strict_map_key=False)
+        except Exception as exc:  # msgpack raises several unrelated exception types
+            raise EncodingError(f"payload is not valid msgpack: {exc}") from None
+    raise EncodingError(f"unknown payload encoding {encoding!r} (known: {', '.join(ENCODINGS)})")
+
+
+# --------------------------------------------------------------------------- messages
+
+
+@dataclass(slots=True, frozen=True)
+class Ready:
+    """A worker is ready; it serves ``services`` and heartbeats every ``heartbeat_ms``."""
+
+    heartbeat_ms: int
+    info: str
+    services: tuple[str, ...]
+
+
+@dataclass(slots=True, frozen=True)
+class Heartbeat:
+    """Liveness signal, in either direction."""
+
+
+@dataclass(slots=True, frozen=True)
+class Disconnect:
+    """The sender is going away (or, from a dispatcher: "I do not know you, say READY")."""
+
+
+@dataclass(slots=True, frozen=True)
+class Request:
+    """Run ``name`` on ``payload``; answer on ``reply_to`` (jobs) or the same socket."""
+
+    job_id: bytes
+    name: str
+    encoding: str
+    payload: bytes
+    reply_to: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class Reply:
+    """The result of job ``job_id``."""
+
+    job_id: bytes
+    encoding: str
+    payload: bytes
+
+
+@dataclass(slots=True, frozen=True)
+class Error:
+    """Job ``job_id`` failed; ``code`` is one of :data:`ERROR_CODES`."""
+
+    job_id: bytes
+    code: str
+    message: str
+
+
+@dataclass(slots=True, frozen=True)
+class Event:
+    """A published event."""
+
+    topic: str
+    encoding: str
+    payload: bytes
+
+
+WorkMessage = Ready | Heartbeat | Disconnect | Request | Reply | Error
+
+
+def check_name(name: str, what: str = "name") -> bytes:
+    """Return ``name`` as bytes; :class:`ProtocolError` if it is not a valid name."""
+    raw = name.encode("utf-8", "surrogateescape")
+    if not raw or len(raw) > MAX_NAME_LENGTH or not _NAME_RE.match(raw):
+        raise ProtocolError(
+            f"invalid {what} {name!r}: 1-{MAX_NAME_LENGTH} characters from A-Z a-z 0-9 _ . : / -"
+        )
+    return raw
+
+
+def _check_job_id(job_id: bytes) -> bytes:
+    if not job_id or len(job_id) > MAX_NAME_LENGTH or not _JOB_ID_RE.match(job_id):
+        raise ProtocolError(
+            f"invalid job id {job_id[:40]!r}: 1-{MAX_NAME_LENGTH} printable ASCII bytes"
+        )
+    return job_id
+
+
+def encode_ready(services: Sequence[str], heartbeat_ms: int, info: str = "") -> list[bytes]:
+    if not services:
+        raise ProtocolError("READY must name at least one service")
+    if heartbeat_ms <= 0:
+        raise ProtocolError(f"heartbeat interval must be positive, not {heartbeat_ms} ms")
+    return [
+        HEADER,
+        READY,
+        str(int(heartbeat_ms)).encode(),
+        info.encode("utf-8", "replace"),
+        *(check_name(s, "service name") for s in services),
+    ]
+
+
+def encode_heartbeat() -> list[bytes]:
+    return [HEADER, HEARTBEAT]
+
+
+def encode_disconnect() -> list[bytes]:
+    return [HEADER, DISCONNECT]
+
+
+def encode_request(
+    job_id: bytes, name: str, payload: bytes, encoding: str = "json", reply_to: str = ""
+) -> list[bytes]:
+    return [
+        HEADER,
+        REQUEST,
+        _check_job_id(job_id),
+        check_name(name, "job name"),
+        check_name(encoding, "encoding"),
+        payload,
+        reply_to.encode(),
+    ]
+
+
+def encode_reply(job_id: bytes, payload: bytes, encoding: str = "json") -> list[bytes]:
+    return [HEADER, REPLY, _check_job_id(job_id), check_name(encoding, "encoding"), payload]
+
+
+def encode_error(job_id: bytes, code: str, message: str) -> list[bytes]:
+    return [
+        HEADER,
+        ERROR,
+        _check_job_id(job_id),
+        check_name(code, "error code"),
+        message.encode("utf-8", "replace"),
+    ]
+
+
+def encode_event(topic: str, payload: bytes, encoding: str = "json") -> list[bytes]:
+    """An event for a PUB socket; the topic frame comes first so SUB filters on it."""
+    if "\x00" in topic:
+        raise ProtocolError("an event topic cannot contain NUL")
+    return [topic.encode("utf-8"), HEADER, EVENT, check_name(encoding, "encoding"), payload]
+
+
+def _text(frame: bytes, what: str) -> str:
+    try:
+        return bytes(frame).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError(f"{what} is not UTF-8: {bytes(frame)[:40]!r}") from None
+
+
+def _name(frame: bytes, what: str) -> str:
+    raw = bytes(frame)
+    if not raw or len(raw) > MAX_NAME_LENGTH or not _NAME_RE.match(raw):
+        raise ProtocolError(f"invalid {what} {raw[:40]!r}")
+    return raw.decode("ascii")
+
+
+def _expect(frames: Sequence[bytes], count: int, kind: str) -> None:
+    if len(frames) != count:
+        raise ProtocolError(f"{kind} has {len(frames)} frames, expected {count}")
+
+
+def parse(frames: Sequence[bytes]) -> WorkMessage:
+    """Decode one worker-protocol message (everything but ``EVENT``).
+
+    ``frames`` starts at the ``T5W1`` header: a ROUTER caller strips the
+    identity frame first.
+    """
+    if len(frames) < 2:
+        raise ProtocolError(f"message has {len(frames)} frame(s); expected T5W1 and a type")
+    header, kind = bytes(frames[0]), bytes(frames[1])
+    if header != HEADER:
+        raise ProtocolError(f"bad protocol header {header[:16]!r}, expected {HEADER!r}")
+    if kind == REPLY:
+        _expect(frames, 5, "REPLY")
+        return Reply(
+            _check_job_id(bytes(frames[2])), _name(frames[3], "encoding"), bytes(frames[4])
+        )
+    if kind == REQUEST:
+        _expect(frames, 7, "REQUEST")
+        return Request(
+            _check_job_id(bytes(frames[2])),
+            _name(frames[3], "job name"),
+            _name(frames[4], "encoding"),
+            bytes(frames[5]),
+            _text(frames[6], "reply-to"),
+        )
+    if kind == HEARTBEAT:
+        _expect(frames, 2, "HEARTBEAT")
+        return Heartbeat()
+    if kind == ERROR:
+        _expect(frames, 5, "ERROR")
+        message = bytes(frames[4]).decode("utf-8", "replace")
+        return Error(_check_job_id(bytes(frames[2])), _name(frames[3], "error code"), message)
+    if kind == READY:
+        if len(frames) < 5:
+            raise ProtocolError(f"READY has {len(frames)} frames, expected at least 5")
+        raw_ms = bytes(frames[2])
+        if not raw_ms.isdigit() or len(raw_ms) > 9 or int(raw_ms) == 0:
+            raise ProtocolError(f"READY heartbeat {raw_ms[:20]!r} is not a positive integer")
+        services = tuple(_name(f, "service name") for f in frames[4:])
+        return Ready(int(raw_ms), bytes(frames[3]).decode("utf-8", "replace"), services)
+    if kind == DISCONNECT:
+        _expect(frames, 2, "DISCONNECT")
+        return Disconnect()
+    raise ProtocolError(f"unknown message type {kind[:20]!r}")
+
+
+def decode_event(frames: Sequence[bytes]) -> Event:
+    """Decode ``[topic, T5W1, EVENT, encoding, payload]`` from a SUB socket."""
+    _expect(frames, 5, "EVENT")
+    if bytes(frames[1]) != HEADER:
+        raise ProtocolError(f"bad protocol header {bytes(frames[1])[:16]!r}, expected {HEADER!r}")
+    if bytes(frames[2]) != EVENT:
+        raise ProtocolError(f"expected an EVENT, got {bytes(frames[2])[:20]!r}")
+    return Event(_text(frames[0], "topic"), _name(frames[3], "encoding"), bytes(frames[4]))
