@@ -1,0 +1,1 @@
+"""Integration tests: real processes, real sockets, real Mongrel2."""
