@@ -1,0 +1,317 @@
+"""The application: routes, dispatch, errors, and pushing data to connections.
+
+:meth:`App.handle` turns a :class:`~takefive.request.Request` into a
+:class:`~takefive.response.Response` and never raises. It knows no ZeroMQ: the
+runner feeds it requests, sends what it returns, and attaches an :class:`Outbox`
+through which :meth:`App.deliver` and :meth:`App.close` reach connections later.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from takefive.handler import HOLD, Endpoint, Handler, _Hold, call
+from takefive.request import Request
+from takefive.response import HTTPError, PlainTextResponse, Response, to_response
+from takefive.routing import Router
+from takefive.websocket import (
+    INTERNAL_ERROR,
+    POLICY_VIOLATION,
+    WebSocketHandler,
+)
+
+__all__ = ["HOLD", "App", "Outbox"]
+
+logger = logging.getLogger("takefive.app")
+
+F = TypeVar("F", bound=Callable[..., Any])
+W = TypeVar("W", bound=type[WebSocketHandler])
+
+#: Front end messages that are not requests for a route (credits, disconnects, ...).
+_CONTROL_METHODS = frozenset({"JSON", "XML"})
+
+
+class Outbox(Protocol):
+    """Where :meth:`App.deliver` sends bytes; the runner implements it over ZeroMQ.
+
+    ``deliver`` must send in call order on the same channel as the responses the
+    runner sends, so a pushed message never overtakes an earlier response.
+    """
+
+    def deliver(self, sender: str, conn_ids: Sequence[str], data: bytes) -> None: ...
+
+
+def _ids(conn_ids: str | int | Iterable[str | int]) -> list[str]:
+    if isinstance(conn_ids, str | int):
+        return [str(conn_ids)]
+    return [str(c) for c in conn_ids]
+
+
+class App:
+    """A takefive application.
+
+    ``debug=True`` puts the traceback of an unhandled exception in the 500 body
+    (never do that in production). Errors are always logged on ``takefive.app``.
+    """
+
+    def __init__(self, *, debug: bool = False) -> None:
+        self.debug = debug
+        self.router: Router[Endpoint] = Router()
+        self.websocket_router: Router[type[WebSocketHandler]] = Router()
+        self.outbox: Outbox | None = None
+        self._startup: list[Callable[[], Any]] = []
+        self._shutdown: list[Callable[[], Any]] = []
+        self._disconnect: list[Callable[[str, str], Any]] = []
+
+    # ----------------------------------------------------------------- routes
+
+    def add_route(
+        self,
+        pattern: str | re.Pattern[str],
+        target: Callable[..., Any] | type[Handler],
+        methods: Iterable[str] | None = None,
+        *,
+        regex: bool = False,
+        name: str | None = None,
+    ) -> None:
+        """Route ``pattern`` to a :class:`Handler` subclass or a function.
+
+        A function is called as ``fn(request, **captures)`` for ``methods``
+        (default ``["GET"]``; HEAD follows GET, OPTIONS is answered automatically).
+        Several functions may share a pattern with different methods. A Handler
+        class answers the methods it defines and takes no ``methods``.
+        """
+        if isinstance(target, type) and issubclass(target, Handler):
+            if methods is not None:
+                raise ValueError("a Handler class answers the methods it defines: drop methods=")
+            self.router.add(pattern, Endpoint(target), regex=regex, name=name)
+            return
+        if isinstance(target, type) and issubclass(target, WebSocketHandler):
+            raise TypeError("route WebSocketHandler classes with app.websocket()")
+        if not callable(target):
+            raise TypeError(f"route target must be callable, not {type(target).__name__}")
+        if isinstance(methods, str):
+            raise TypeError('methods must be a list, e.g. methods=["GET", "POST"]')
+        wanted = [m.upper() for m in (methods if methods is not None else ["GET"])]
+        existing = self.router.get(pattern, regex=regex)
+        if existing is not None:
+            if name is not None and existing.name != name:
+                raise ValueError(f"route {existing.pattern!r} already exists with another name")
+            existing.target.add_function(target, wanted)
+            return
+        endpoint = Endpoint()
+        endpoint.add_function(target, wanted)
+        self.router.add(pattern, endpoint, regex=regex, name=name)
+
+    def route(
+        self,
+        pattern: str | re.Pattern[str],
+        methods: Iterable[str] | None = None,
+        *,
+        regex: bool = False,
+        name: str | None = None,
+    ) -> Callable[[F], F]:
+        """Decorator form of :meth:`add_route`; returns the target unchanged."""
+
+        def decorator(target: F) -> F:
+            self.add_route(pattern, target, methods, regex=regex, name=name)
+            return target
+
+        return decorator
+
+    def websocket(
+        self, pattern: str | re.Pattern[str], *, regex: bool = False, name: str | None = None
+    ) -> Callable[[W], W]:
+        """Decorator routing a :class:`WebSocketHandler` subclass."""
+
+        def decorator(cls: W) -> W:
+            if not (isinstance(cls, type) and issubclass(cls, WebSocketHandler)):
+                raise TypeError("app.websocket() takes a WebSocketHandler subclass")
+            self.websocket_router.add(pattern, cls, regex=regex, name=name)
+            return cls
+
+        return decorator
+
+    def url_for(self, name: str, **params: Any) -> str:
+        """The path of the route called ``name``, e.g. ``app.url_for("user", id=3)``."""
+        return self.router.url_for(name, **params)
+
+    @staticmethod
+    def hold() -> _Hold:
+        """Return this from a handler to answer later (see :meth:`reply`)."""
+        return HOLD
+
+    # ----------------------------------------------------------------- dispatch
+
+    async def handle(self, request: Request) -> Response | None:
+        """Answer ``request``. Never raises (except ``asyncio.CancelledError``).
+
+        Returns ``None`` when nothing is to be sent now: the handler held the
+        connection (:data:`HOLD`), it is a WebSocket message, or a front end
+        control message (``METHOD`` JSON) that is not a request.
+        """
+        request.app = self
+        method = request.method
+        try:
+            if method in _CONTROL_METHODS:
+                logger.debug("ignoring %s message from %s", method, request.sender)
+                return None
+            if method == "WEBSOCKET" or method == "WEBSOCKET_HANDSHAKE":
+                return await self._handle_websocket(request)
+            if (
+                "x-mongrel2-upload-start" in request.headers
+                and "x-mongrel2-upload-done" not in request.headers
+            ):
+                return None  # the same request comes again when the upload is done
+            found = self.router.match(request.path)
+            if found is None or method not in found[0].target.allowed:
+                found = self._fallback_match(request, found)
+            route, params = found
+            request.path_params = params
+            result = await route.target(self, request, method, params)
+            if result is HOLD:
+                return None
+            response = to_response(result)
+        except HTTPError as exc:
+            response = self._error_response(request, exc)
+        except Exception:
+            response = self._server_error(request)
+        if request.version == "HTTP/1.0" and request.keep_alive:
+            response.headers.setdefault("Connection", "keep-alive")
+        return response
+
+    def _fallback_match(
+        self, request: Request, first: tuple[Any, dict[str, Any]] | None
+    ) -> tuple[Any, dict[str, Any]]:
+        """No route, or the first route lacks the method: look further, else 404/405."""
+        path = request.path
+        if first is None:
+            if self.websocket_router.match(path) is not None:
+                raise HTTPError(426, "this is a WebSocket endpoint", {"Upgrade": "websocket"})
+            raise HTTPError(404)
+        allowed: set[str] = set()
+        for route, params in self.router.match_all(path):
+            if request.method in route.target.allowed:
+                return route, params
+            allowed.update(route.target.allowed)
+        from takefive.handler import allow_header
+
+        raise HTTPError(405, headers={"Allow": allow_header(allowed)})
+
+    def error_response(self, request: Request, error: HTTPError) -> Response:
+        """The response for an :class:`HTTPError`; override in a subclass to customise."""
+        return error.to_response()
+
+    def _error_response(self, request: Request, error: HTTPError) -> Response:
+        try:
+            return self.error_response(request, error)
+        except Exception:
+            logger.exception("error_response failed for %s", error)
+            return PlainTextResponse(f"{error.status} {error.detail}\n", error.status)
+
+    def _server_error(self, request: Request) -> Response:
+        logger.exception("unhandled error in %s %s", request.method, request.raw_path)
+        if self.debug:
+            body = "500 Internal Server Error\n\n" + traceback.format_exc()
+        else:
+            body = "500 Internal Server Error\n"
+        return PlainTextResponse(body, 500)
+
+    async def _handle_websocket(self, request: Request) -> Response | None:
+        found = self.websocket_router.match(request.path)
+        if request.method == "WEBSOCKET_HANDSHAKE":
+            if found is None:
+                raise HTTPError(404)
+            route, params = found
+            request.path_params = params
+            await route.target(self, request)._handshake()
+            return None
+        if found is None:
+            logger.warning("WebSocket message for unrouted path %r: closing", request.path)
+            handler = WebSocketHandler(self, request)
+            handler.close(POLICY_VIOLATION)
+            return None
+        route, params = found
+        cls = route.target
+        request.path_params = params
+        handler = cls(self, request)
+        try:
+            await handler._message(request._m2("FLAGS"))
+        except Exception:
+            logger.exception("WebSocket handler %s failed", cls.__name__)
+            handler.close(INTERNAL_ERROR)
+        return None
+
+    # ----------------------------------------------------------------- pushing
+
+    def attach(self, outbox: Outbox) -> None:
+        """Connect the app to the runner's :class:`Outbox` (done by the runner)."""
+        self.outbox = outbox
+
+    def deliver(self, sender: str, conn_ids: str | int | Iterable[str | int], data: bytes) -> None:
+        """Send raw bytes to one connection or several of front end ``sender``."""
+        outbox = self.outbox
+        if outbox is None:
+            raise RuntimeError(
+                "no outbox attached: app.deliver/close/reply work in a runner "
+                "(takefive run) or after app.attach(outbox)"
+            )
+        ids = _ids(conn_ids)
+        if ids:
+            outbox.deliver(sender, ids, bytes(data))
+
+    def close(self, sender: str, conn_ids: str | int | Iterable[str | int]) -> None:
+        """Close connections (an empty delivery)."""
+        self.deliver(sender, conn_ids, b"")
+
+    def reply(self, request: Request, response: Response | str | bytes | dict[str, Any]) -> None:
+        """Answer a held ``request`` now: render, deliver, close if not keep-alive."""
+        resp = to_response(response)
+        if request.version == "HTTP/1.0" and request.keep_alive:
+            resp.headers.setdefault("Connection", "keep-alive")
+        data = resp.render(head=request.method == "HEAD", keep_alive=request.keep_alive)
+        self.deliver(request.sender, request.conn_id, data)
+        if not request.keep_alive:
+            self.close(request.sender, request.conn_id)
+
+    # ----------------------------------------------------------------- lifecycle hooks
+
+    def on_startup(self, fn: F) -> F:
+        """Register ``fn()`` (plain or async) to run when the runner starts."""
+        self._startup.append(fn)
+        return fn
+
+    def on_shutdown(self, fn: F) -> F:
+        """Register ``fn()`` (plain or async) to run when the runner stops."""
+        self._shutdown.append(fn)
+        return fn
+
+    def on_disconnect(self, fn: F) -> F:
+        """Register ``fn(sender, conn_id)`` (plain or async), called when a client goes."""
+        self._disconnect.append(fn)
+        return fn
+
+    async def startup(self) -> None:
+        """Run the startup hooks in order; an exception propagates (startup failed)."""
+        for fn in self._startup:
+            await call(fn)
+
+    async def shutdown(self) -> None:
+        """Run every shutdown hook; exceptions are logged, not raised."""
+        for fn in self._shutdown:
+            try:
+                await call(fn)
+            except Exception:
+                logger.exception("shutdown hook %r failed", fn)
+
+    async def disconnected(self, sender: str, conn_id: str) -> None:
+        """Tell the disconnect hooks that ``conn_id`` of ``sender`` has gone."""
+        for fn in self._disconnect:
+            try:
+                await call(fn, sender, conn_id)
+            except Exception:
+                logger.exception("disconnect hook %r failed", fn)

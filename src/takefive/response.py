@@ -1,0 +1,437 @@
+"""HTTP responses, rendered to complete HTTP/1.1 bytes.
+
+:meth:`Response.render` is what the runner sends to the front end: the status line
+with its reason phrase, the headers, a ``Content-Length`` computed from the body,
+and the body. Mongrel2 passes those bytes to the client untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import email.utils
+import re
+import time
+from collections.abc import Iterable, Mapping
+from http import HTTPStatus
+from typing import Any, ClassVar, Literal
+from urllib.parse import quote
+
+import orjson
+
+from takefive.datastructures import ResponseHeaders
+
+__all__ = [
+    "HTMLResponse",
+    "HTTPError",
+    "JSONResponse",
+    "PlainTextResponse",
+    "RedirectResponse",
+    "Response",
+    "chunk",
+    "last_chunk",
+    "reason_phrase",
+    "to_response",
+]
+
+Body = bytes | bytearray | memoryview | str | dict[str, Any] | list[Any] | None
+HeadersInit = Mapping[str, str] | Iterable[tuple[str, str]] | None
+
+_REASONS: dict[int, str] = {s.value: s.phrase for s in HTTPStatus}
+_STATUS_LINES: dict[int, bytes] = {
+    code: f"HTTP/1.1 {code} {phrase}\r\n".encode("ascii") for code, phrase in _REASONS.items()
+}
+#: Statuses that never carry a body nor a Content-Length.
+_NO_BODY = frozenset([*range(100, 200), 204, 304])
+
+TEXT = "text/plain; charset=utf-8"
+HTML = "text/html; charset=utf-8"
+JSON = "application/json"
+OCTETS = "application/octet-stream"
+
+
+def reason_phrase(status: int) -> str:
+    """The standard reason phrase of ``status`` (``"Unknown"`` for unregistered codes)."""
+    return _REASONS.get(status, "Unknown")
+
+
+def _status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = f"HTTP/1.1 {status} {reason_phrase(status)}\r\n".encode("ascii")
+    return line
+
+
+def _check_status(status: int) -> int:
+    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 999:
+        raise ValueError(f"HTTP status must be an int from 100 to 999, not {status!r}")
+    return status
+
+
+def _json_bytes(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:
+        raise TypeError(f"cannot encode response body as JSON: {exc}") from None
+
+
+def _encode_header_block(lines: list[str]) -> bytes:
+    text = "".join(lines)
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape")
+
+
+# --------------------------------------------------------------------------- cookies
+
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+# Characters a cookie value may hold without quoting.
+_COOKIE_SAFE_RE = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~:]*\Z")
+_COOKIE_QUOTED_SAFE = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-.^_`|~: ()/<=>?@[]{}"
+)
+_SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
+
+
+def quote_cookie_value(value: str) -> str:
+    """Quote a cookie value the way :mod:`http.cookies` does (octal escapes in quotes).
+
+    :func:`takefive.request.unquote_cookie_value` reverses it.
+    """
+    if _COOKIE_SAFE_RE.match(value):
+        return value
+    out = ['"']
+    for char in value:
+        if char in _COOKIE_QUOTED_SAFE:
+            out.append(char)
+        elif char in '"\\':
+            out.append("\\" + char)
+        else:
+            out.extend(f"\\{byte:03o}" for byte in char.encode("utf-8", "surrogateescape"))
+    out.append('"')
+    return "".join(out)
+
+
+def _format_expires(expires: _dt.datetime | int | float | str) -> str:
+    if isinstance(expires, str):
+        return expires
+    if isinstance(expires, _dt.datetime):
+        if expires.tzinfo is None:
+            expires = expires.replace(tzinfo=_dt.UTC)
+        return email.utils.format_datetime(expires.astimezone(_dt.UTC), usegmt=True)
+    return email.utils.formatdate(time.time() + expires, usegmt=True)
+
+
+def format_set_cookie(
+    key: str,
+    value: str = "",
+    *,
+    max_age: int | None = None,
+    expires: _dt.datetime | int | float | str | None = None,
+    path: str | None = "/",
+    domain: str | None = None,
+    secure: bool = False,
+    httponly: bool = False,
+    samesite: Literal["lax", "strict", "none"] | None = "lax",
+) -> str:
+    """The value of one ``Set-Cookie`` header."""
+    if not _TOKEN_RE.match(key):
+        raise ValueError(f"invalid cookie name {key!r}")
+    parts = [f"{key}={quote_cookie_value(value)}"]
+    if max_age is not None:
+        parts.append(f"Max-Age={int(max_age)}")
+    if expires is not None:
+        parts.append(f"Expires={_format_expires(expires)}")
+    if path is not None:
+        parts.append(f"Path={path}")
+    if domain is not None:
+        parts.append(f"Domain={domain}")
+    if secure:
+        parts.append("Secure")
+    if httponly:
+        parts.append("HttpOnly")
+    if samesite is not None:
+        try:
+            parts.append(f"SameSite={_SAMESITE[samesite.lower()]}")
+        except KeyError:
+            raise ValueError(
+                f"samesite must be 'lax', 'strict' or 'none', not {samesite!r}"
+            ) from None
+    header = "; ".join(parts)
+    if any(c in header for c in "\r\n\0"):
+        raise ValueError("cookie attributes must not contain CR, LF or NUL")
+    return header
+
+
+# --------------------------------------------------------------------------- responses
+
+
+class Response:
+    """An HTTP response.
+
+    ``body`` may be ``bytes``, ``str`` (UTF-8, ``text/plain`` by default), or a
+    ``dict``/``list`` (JSON through orjson, ``application/json``). ``content_type``
+    overrides the default ``Content-Type``. ``headers`` may be a mapping or a list of
+    ``(name, value)`` pairs (repeat a name for several values).
+    """
+
+    __slots__ = ("body", "headers", "status")
+
+    #: Content type used for a ``str`` body when none is given.
+    text_type: ClassVar[str] = TEXT
+
+    def __init__(
+        self,
+        body: Body = b"",
+        status: int = 200,
+        headers: HeadersInit = None,
+        content_type: str | None = None,
+    ) -> None:
+        self.status = _check_status(status)
+        self.headers = ResponseHeaders(headers)
+        data, default_type = self._encode(body)
+        self.body: bytes = data
+        if content_type is not None:
+            self.headers["Content-Type"] = content_type
+        elif default_type is not None and "content-type" not in self.headers:
+            self.headers.add("Content-Type", default_type)
+
+    def _encode(self, body: Body) -> tuple[bytes, str | None]:
+        if isinstance(body, bytes):
+            return body, (OCTETS if body else None)
+        if isinstance(body, str):
+            return body.encode("utf-8", "surrogateescape"), self.text_type
+        if isinstance(body, dict | list):
+            return _json_bytes(body), JSON
+        if body is None:
+            return b"", None
+        if isinstance(body, bytearray | memoryview):
+            data = bytes(body)
+            return data, (OCTETS if data else None)
+        raise TypeError(
+            f"response body must be bytes, str, dict or list, not {type(body).__name__}"
+        )
+
+    @property
+    def content_type(self) -> str | None:
+        return self.headers.get("content-type")
+
+    # ----------------------------------------------------------------- cookies
+
+    def set_cookie(
+        self,
+        key: str,
+        value: str = "",
+        *,
+        max_age: int | None = None,
+        expires: _dt.datetime | int | float | str | None = None,
+        path: str | None = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: Literal["lax", "strict", "none"] | None = "lax",
+    ) -> None:
+        """Add a ``Set-Cookie`` header. ``expires`` is a datetime (naive means UTC),
+        seconds from now, or a preformatted string."""
+        self.headers.add(
+            "Set-Cookie",
+            format_set_cookie(
+                key,
+                value,
+                max_age=max_age,
+                expires=expires,
+                path=path,
+                domain=domain,
+                secure=secure,
+                httponly=httponly,
+                samesite=samesite,
+            ),
+        )
+
+    def delete_cookie(
+        self,
+        key: str,
+        *,
+        path: str | None = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: Literal["lax", "strict", "none"] | None = "lax",
+    ) -> None:
+        """Tell the client to drop cookie ``key`` (same path and domain as when set)."""
+        self.set_cookie(
+            key,
+            "",
+            max_age=0,
+            expires="Thu, 01 Jan 1970 00:00:00 GMT",
+            path=path,
+            domain=domain,
+            secure=secure,
+            httponly=httponly,
+            samesite=samesite,
+        )
+
+    # ----------------------------------------------------------------- rendering
+
+    def render(self, *, head: bool = False, keep_alive: bool = True) -> bytes:
+        """The complete HTTP/1.1 response.
+
+        ``Content-Length`` is always computed from the body (one set by hand is
+        replaced), also for ``head=True`` where the body itself is left out. 1xx, 204
+        and 304 responses get neither body nor ``Content-Length``. With a
+        ``Transfer-Encoding`` header the body (if any) is sent as the first chunk and
+        no ``Content-Length`` is added. ``keep_alive=False`` adds ``Connection: close``.
+        """
+        status = self.status
+        body = self.body
+        lines: list[str] = []
+        chunked = False
+        for name, value in self.headers._items:
+            lower = name.lower()
+            if lower == "content-length":
+                continue
+            if lower == "connection" and not keep_alive:
+                continue
+            if lower == "transfer-encoding":
+                chunked = True
+            lines.append(f"{name}: {value}\r\n")
+        if status in _NO_BODY:
+            body = b""
+        elif chunked:
+            body = chunk(body)
+        else:
+            lines.append(f"Content-Length: {len(body)}\r\n")
+        if not keep_alive:
+            lines.append("Connection: close\r\n")
+        lines.append("\r\n")
+        if head:
+            body = b""
+        return b"".join((_status_line(status), _encode_header_block(lines), body))
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.status} {self.content_type or '-'} "
+            f"{len(self.body)} bytes>"
+        )
+
+
+class JSONResponse(Response):
+    """Any orjson-serialisable value as ``application/json`` (a ``str`` too)."""
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        content: Any,
+        status: int = 200,
+        headers: HeadersInit = None,
+        content_type: str | None = None,
+    ) -> None:
+        super().__init__(_json_bytes(content), status, headers, content_type or JSON)
+
+
+class HTMLResponse(Response):
+    """A ``text/html; charset=utf-8`` response."""
+
+    __slots__ = ()
+    text_type = HTML
+
+    def __init__(
+        self,
+        content: str | bytes = "",
+        status: int = 200,
+        headers: HeadersInit = None,
+        content_type: str | None = None,
+    ) -> None:
+        super().__init__(content, status, headers, content_type or HTML)
+
+
+class PlainTextResponse(Response):
+    """A ``text/plain; charset=utf-8`` response."""
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        content: str | bytes = "",
+        status: int = 200,
+        headers: HeadersInit = None,
+        content_type: str | None = None,
+    ) -> None:
+        super().__init__(content, status, headers, content_type or TEXT)
+
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+class RedirectResponse(Response):
+    """A redirect to ``url`` (302 by default; 301, 303, 307 and 308 allowed).
+
+    Characters not allowed in a URL (spaces, non-ASCII) are percent-encoded.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, url: str, status: int = 302, headers: HeadersInit = None) -> None:
+        if status not in _REDIRECTS:
+            raise ValueError(f"redirect status must be one of {sorted(_REDIRECTS)}, not {status}")
+        super().__init__(b"", status, headers)
+        self.headers["Location"] = quote(url, safe=":/%#?=@[]!$&'()*+,;~")
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class HTTPError(Exception):
+    """Raise it in a handler to answer with ``status``.
+
+    ``detail`` becomes the plain-text body (the reason phrase when omitted);
+    ``headers`` are added to the response (e.g. ``WWW-Authenticate``).
+    """
+
+    def __init__(
+        self, status: int, detail: str | None = None, headers: HeadersInit = None
+    ) -> None:
+        self.status = _check_status(status)
+        self.detail = detail if detail is not None else reason_phrase(status)
+        self.headers = headers
+        super().__init__(status, self.detail)
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.detail}"
+
+    def to_response(self) -> Response:
+        return PlainTextResponse(self.detail + "\n", self.status, self.headers)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def to_response(value: object) -> Response:
+    """Convert a handler's return value: Response as is; str, bytes, dict, list wrapped."""
+    if isinstance(value, Response):
+        return value
+    if isinstance(value, str | bytes | dict | list | bytearray | memoryview):
+        return Response(value)
+    if value is None:
+        raise TypeError(
+            "handler returned None: return a Response (or str, bytes, dict, list), "
+            "or app.hold() to answer later"
+        )
+    raise TypeError(
+        f"handler returned {type(value).__name__}: return a Response, str, bytes, dict or list"
+    )
+
+
+def chunk(data: bytes | str) -> bytes:
+    """One chunk of a ``Transfer-Encoding: chunked`` body (``b""`` for empty data:
+    an empty chunk would end the body; use :func:`last_chunk` for that)."""
+    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    if not raw:
+        return b""
+    return b"%x\r\n%b\r\n" % (len(raw), raw)
+
+
+def last_chunk() -> bytes:
+    """The chunk that ends a chunked body."""
+    return b"0\r\n\r\n"
