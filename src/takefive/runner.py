@@ -1,0 +1,396 @@
+"""A handler process: serves an :class:`~takefive.app.App` to one or more front ends.
+
+For each front end (Mongrel2 or the built-in gateway) the process holds a PULL
+socket connected to the front end's ``send_spec`` (requests arrive round robin
+among all handler processes) and a PUB socket connected to its ``recv_spec``
+(responses, tagged with the front end's UUID). Each request runs in its own
+asyncio task; at most ``max_in_flight`` run at once, and while that many are in
+flight the process stops reading (backpressure: the requests wait in ZeroMQ,
+or go to other handler processes).
+
+This module knows ZeroMQ and the wire format; routing and HTTP semantics belong
+to the app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import zmq
+import zmq.asyncio
+
+from takefive import wire
+from takefive.loader import load_object
+
+if TYPE_CHECKING:
+    from takefive.app import App
+
+__all__ = ["DEFAULT_RECV_SPEC", "DEFAULT_SEND_SPEC", "Endpoint", "HandlerServer", "run"]
+
+log = logging.getLogger("takefive.runner")
+
+#: The ports of the Mongrel2 examples: Mongrel2 PUSHes on 9997 and SUBscribes on 9996.
+DEFAULT_SEND_SPEC = "tcp://127.0.0.1:9997"
+DEFAULT_RECV_SPEC = "tcp://127.0.0.1:9996"
+
+#: Messages drained from a PULL socket per wake-up before yielding to the loop.
+_BATCH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One front end: where it PUSHes requests and where it SUBscribes to responses."""
+
+    send_spec: str = DEFAULT_SEND_SPEC
+    recv_spec: str = DEFAULT_RECV_SPEC
+
+
+class _Outbox:
+    """Publishes responses to the front end whose UUID is ``sender``.
+
+    A sender seen on one endpoint is answered on that endpoint's PUB socket; an
+    unknown sender (e.g. a push from a process that has not served it yet) is
+    published on every PUB socket, and each front end's SUB keeps its own.
+    """
+
+    def __init__(self) -> None:
+        self.pubs: list[zmq.Socket[bytes]] = []
+        self.routes: dict[str, zmq.Socket[bytes]] = {}
+
+    def deliver(self, sender: str, conn_ids: str | Sequence[str], data: bytes) -> None:
+        messages = wire.encode_response(sender, conn_ids, data)
+        socket = self.routes.get(sender)
+        targets = (socket,) if socket is not None else self.pubs
+        for pub in targets:
+            for message in messages:
+                # PUB never blocks: past its high-water mark it drops, which SNDHWM makes rare.
+                pub.send(message, copy=False)
+
+
+class HandlerServer:
+    """Runs ``app`` against ``endpoints`` until :meth:`stop` is called."""
+
+    def __init__(
+        self,
+        app: App,
+        endpoints: Iterable[Endpoint] = (Endpoint(),),
+        *,
+        sender_id: str | None = None,
+        max_in_flight: int = 1000,
+        grace: float = 10.0,
+        linger_ms: int = 1000,
+        context: zmq.asyncio.Context | None = None,
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self.app = app
+        self.endpoints = tuple(endpoints)
+        if not self.endpoints:
+            raise ValueError("at least one endpoint is needed")
+        self.sender_id = sender_id or str(uuid.uuid4())
+        self.max_in_flight = max_in_flight
+        self.grace = grace
+        self.linger_ms = linger_ms
+        self._context = context
+        self._outbox = _Outbox()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._stopping = asyncio.Event()
+        self._ready = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def stop(self) -> None:
+        """Ask the server to stop receiving and shut down gracefully."""
+        self._stopping.set()
+
+    async def wait_ready(self) -> None:
+        """Wait until the sockets are connected and the app has started."""
+        await self._ready.wait()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def serve(self) -> None:
+        """Serve until :meth:`stop`; then finish in-flight requests within ``grace``."""
+        context = self._context or zmq.asyncio.Context.instance()
+        pulls: list[zmq.asyncio.Socket] = []
+        pubs: list[zmq.asyncio.Socket] = []
+        identity = self.sender_id.encode()
+        helpers: list[asyncio.Task[None]] = []
+        try:
+            for endpoint in self.endpoints:
+                pull = context.socket(zmq.PULL)
+                pull.setsockopt(zmq.LINGER, 0)
+                pull.connect(endpoint.send_spec)
+                # XPUB rather than PUB: it tells us when the front end has subscribed, so no
+                # response is published into the void while the SUB is still connecting.
+                pub = context.socket(zmq.XPUB)
+                pub.setsockopt(zmq.IDENTITY, identity)
+                pub.setsockopt(zmq.XPUB_VERBOSE, 1)
+                pub.setsockopt(zmq.SNDHWM, 100_000)
+                pub.setsockopt(zmq.LINGER, self.linger_ms)
+                pub.connect(endpoint.recv_spec)
+                pulls.append(pull)
+                pubs.append(pub)
+            # Sends go through plain (non-async) shadows: a PUB send never blocks.
+            self._outbox.pubs = [zmq.Socket.shadow(p.underlying) for p in pubs]
+            self.app.attach(self._outbox)
+            await self.app.startup()
+            log.info(
+                "handler %s serving %s",
+                self.sender_id,
+                ", ".join(f"{e.send_spec} -> {e.recv_spec}" for e in self.endpoints),
+            )
+            self._ready.set()
+            for pull, pub, shadow in zip(pulls, pubs, self._outbox.pubs, strict=True):
+                subscribed = asyncio.Event()
+                helpers.append(asyncio.create_task(self._watch(pub, shadow, subscribed)))
+                helpers.append(asyncio.create_task(self._receive(pull, shadow, subscribed)))
+            await self._stopping.wait()
+            log.info("stopping: no new requests; %d in flight", len(self._tasks))
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            await self._drain(pulls)
+            await self._finish_in_flight()
+            await self.app.shutdown()
+        finally:
+            for task in helpers:
+                task.cancel()
+            for pull in pulls:
+                pull.close(linger=0)
+            for pub in pubs:
+                pub.close(linger=self.linger_ms)
+
+    async def _drain(self, pulls: list[zmq.asyncio.Socket]) -> None:
+        """Serve what ZeroMQ had already queued for this process, so it is not lost."""
+        for pull, endpoint in zip(pulls, self.endpoints, strict=True):
+            with contextlib.suppress(zmq.ZMQError):
+                pull.disconnect(endpoint.send_spec)
+        for pull, pub in zip(pulls, self._outbox.pubs, strict=True):
+            raw: zmq.Socket[bytes] = zmq.Socket.shadow(pull.underlying)
+            while True:
+                try:
+                    frame = raw.recv(zmq.NOBLOCK, copy=True)
+                except zmq.Again:
+                    break
+                await self._slots.acquire()
+                self._dispatch(frame, pub)
+
+    async def _finish_in_flight(self) -> None:
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=self.grace)
+        if pending:
+            log.warning("grace period over: cancelling %d requests", len(pending))
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    # ------------------------------------------------------------------ the hot path
+
+    async def _watch(
+        self, xpub: zmq.asyncio.Socket, shadow: zmq.Socket[bytes], subscribed: asyncio.Event
+    ) -> None:
+        """Follow the front ends' subscriptions to this XPUB socket."""
+        while True:
+            event = await xpub.recv()
+            if not event:
+                continue
+            sender = event[1:].decode("ascii", "replace")
+            if event[0] == 1:
+                log.debug("front end %s subscribed", sender or "(all)")
+                if sender:
+                    self._outbox.routes[sender] = shadow
+                subscribed.set()
+            elif event[0] == 0:
+                log.debug("front end %s unsubscribed", sender or "(all)")
+
+    async def _receive(
+        self, pull: zmq.asyncio.Socket, pub: zmq.Socket[bytes], subscribed: asyncio.Event
+    ) -> None:
+        """Read requests forever; never dies on bad input."""
+        # Reading before the front end has subscribed would publish answers nobody gets.
+        await subscribed.wait()
+        slots = self._slots
+        raw: zmq.Socket[bytes] = zmq.Socket.shadow(pull.underlying)
+        while True:
+            await slots.acquire()
+            frame = await pull.recv(copy=True)
+            self._dispatch(frame, pub)
+            # Drain what is already queued without going back through the event loop.
+            for _ in range(_BATCH):
+                if slots.locked():
+                    break
+                try:
+                    frame = raw.recv(zmq.NOBLOCK, copy=True)
+                except zmq.Again:
+                    break
+                await slots.acquire()
+                self._dispatch(frame, pub)
+
+    def _dispatch(self, frame: bytes, pub: zmq.Socket[bytes]) -> None:
+        """Start serving one frame; the caller holds a slot that the task releases."""
+        try:
+            message = wire.parse_request(frame)
+        except wire.ProtocolError as exc:
+            self._slots.release()
+            log.warning("dropped malformed message (%s): %r", exc, frame[:120])
+            return
+        self._outbox.routes[message.sender] = pub
+        task = asyncio.create_task(self._serve(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+
+    async def _serve(self, message: wire.Message) -> None:
+        from takefive.request import Request
+
+        app = self.app
+        try:
+            if message.is_disconnect:
+                await app.disconnected(message.sender, message.conn_id)
+                return
+            if message.method == "JSON":
+                log.debug("ignoring control message %r from %s", message.body, message.sender)
+                return
+            request = Request(message)
+            response = await app.handle(request)
+            if response is None:  # the handler holds the connection and answers later
+                return
+            keep_alive = request.keep_alive
+            data = response.render(head=request.method == "HEAD", keep_alive=keep_alive)
+            self._outbox.deliver(message.sender, message.conn_id, data)
+            if not keep_alive:
+                self._outbox.deliver(message.sender, message.conn_id, b"")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # App.handle never raises; this is a bug in takefive itself. Keep serving.
+            log.exception("internal error serving %s %s", message.sender, message.conn_id)
+
+
+# ---------------------------------------------------------------------- running
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def run(
+    app: App,
+    endpoints: Iterable[Endpoint] = (Endpoint(),),
+    **options: Any,
+) -> None:
+    """Serve ``app`` until SIGINT or SIGTERM, then shut down gracefully.
+
+    Uses uvloop when it is installed. ``options`` go to :class:`HandlerServer`.
+    """
+    server = HandlerServer(app, endpoints, **options)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, server.stop)
+        await server.serve()
+
+    with asyncio.Runner(loop_factory=_new_event_loop) as runner:
+        runner.run(main())
+
+
+# ---------------------------------------------------------------------- CLI
+
+
+def add_command(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "run",
+        help="run one handler process",
+        description=(
+            "Run one handler process for MODULE:APP. --send-spec/--recv-spec may be repeated "
+            "(in pairs) to serve several front ends from one process."
+        ),
+    )
+    parser.add_argument(
+        "app", metavar="MODULE:APP", help="e.g. examples/hello.py:app or pkg.web:app"
+    )
+    parser.add_argument(
+        "--send-spec",
+        action="append",
+        metavar="SPEC",
+        help=f"where the front end PUSHes requests (default {DEFAULT_SEND_SPEC})",
+    )
+    parser.add_argument(
+        "--recv-spec",
+        action="append",
+        metavar="SPEC",
+        help=f"where the front end SUBscribes to responses (default {DEFAULT_RECV_SPEC})",
+    )
+    parser.add_argument(
+        "--sender-id", help="identity of this handler's PUB socket (default: a uuid)"
+    )
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=1000,
+        help="requests served at once before reading stops (default 1000)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        help="seconds in-flight requests get to finish on SIGTERM (default 10)",
+    )
+    parser.set_defaults(func=_command)
+
+
+def endpoints_from(
+    send_specs: Sequence[str] | None, recv_specs: Sequence[str] | None
+) -> list[Endpoint]:
+    """Pair repeated --send-spec/--recv-spec options into endpoints."""
+    sends = list(send_specs or [DEFAULT_SEND_SPEC])
+    recvs = list(recv_specs or [DEFAULT_RECV_SPEC])
+    if len(sends) != len(recvs):
+        raise ValueError(
+            f"--send-spec and --recv-spec come in pairs: got {len(sends)} and {len(recvs)}"
+        )
+    return [Endpoint(s, r) for s, r in zip(sends, recvs, strict=True)]
+
+
+def _command(args: argparse.Namespace) -> int:
+    from takefive.app import App
+
+    try:
+        endpoints = endpoints_from(args.send_spec, args.recv_spec)
+        app = load_object(args.app)
+    except (ValueError, ImportError) as exc:
+        log.error("%s", exc)
+        return 2
+    if not isinstance(app, App):
+        log.error("%s is a %s, not a takefive.App", args.app, type(app).__name__)
+        return 2
+    run(
+        app,
+        endpoints,
+        sender_id=args.sender_id,
+        max_in_flight=args.max_in_flight,
+        grace=args.grace,
+    )
+    return 0

@@ -1,0 +1,314 @@
+"""The handler runtime against real libzmq sockets standing in for a front end.
+
+A ``FrontEnd`` here binds PUSH and SUB exactly as Mongrel2 does and speaks the
+wire format through ``takefive.wire``; the runner under test is the real one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import zmq
+import zmq.asyncio
+
+from takefive import wire
+from takefive.app import App
+from takefive.request import Request
+from takefive.response import Response
+from takefive.runner import Endpoint, HandlerServer, endpoints_from
+
+TIMEOUT = 10.0
+
+
+class FrontEnd:
+    """The front end's side of the two sockets: PUSH requests, SUB responses."""
+
+    def __init__(self, context: zmq.asyncio.Context, *, tnetstring: bool = False) -> None:
+        self.uuid = str(uuid.uuid4())
+        self.tnetstring = tnetstring
+        self.push = context.socket(zmq.PUSH)
+        self.push.setsockopt(zmq.LINGER, 0)
+        port = self.push.bind_to_random_port("tcp://127.0.0.1")
+        self.send_spec = f"tcp://127.0.0.1:{port}"
+        self.sub = context.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.LINGER, 0)
+        self.sub.setsockopt(zmq.SUBSCRIBE, self.uuid.encode())
+        port = self.sub.bind_to_random_port("tcp://127.0.0.1")
+        self.recv_spec = f"tcp://127.0.0.1:{port}"
+        # Like a real front end, keep reading: libzmq attaches a new subscriber connection
+        # (and sends its subscription) only when the socket is used.
+        self.replies: asyncio.Queue[wire.Reply] = asyncio.Queue()
+        self.reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        while True:
+            self.replies.put_nowait(wire.parse_response(await self.sub.recv()))
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(self.send_spec, self.recv_spec)
+
+    async def request(
+        self,
+        conn_id: int,
+        path: str = "/",
+        method: str = "GET",
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        version: str = "HTTP/1.1",
+    ) -> None:
+        head: wire.Headers = {
+            "PATH": path,
+            "METHOD": method,
+            "VERSION": version,
+            "URI": path,
+            "PATTERN": "/",
+            "URL_SCHEME": "http",
+            "REMOTE_ADDR": "127.0.0.1",
+            "x-forwarded-for": "127.0.0.1",
+            "host": "localhost",
+        }
+        head.update(headers or {})
+        await self.push.send(
+            wire.encode_request(
+                self.uuid, conn_id, path, head, body, tnetstring_headers=self.tnetstring
+            )
+        )
+
+    async def reply(self) -> wire.Reply:
+        return await asyncio.wait_for(self.replies.get(), TIMEOUT)
+
+    def close(self) -> None:
+        self.reader.cancel()
+        self.push.close()
+        self.sub.close()
+
+
+@pytest.fixture
+async def context() -> AsyncIterator[zmq.asyncio.Context]:
+    ctx = zmq.asyncio.Context()
+    yield ctx
+    ctx.destroy(linger=0)
+
+
+@pytest.fixture
+async def front(context: zmq.asyncio.Context) -> AsyncIterator[FrontEnd]:
+    fe = FrontEnd(context)
+    yield fe
+    fe.close()
+
+
+class Running:
+    def __init__(self, server: HandlerServer, task: asyncio.Task[None]) -> None:
+        self.server = server
+        self.task = task
+
+    async def stop(self) -> None:
+        self.server.stop()
+        await asyncio.wait_for(self.task, TIMEOUT)
+
+
+async def start(app: App, *endpoints: Endpoint, **options: object) -> Running:
+    server = HandlerServer(app, endpoints, **options)  # type: ignore[arg-type]
+    task = asyncio.create_task(server.serve())
+    await asyncio.wait_for(server.wait_ready(), TIMEOUT)
+    return Running(server, task)
+
+
+def hello_app() -> App:
+    app = App()
+
+    @app.route("/")
+    def index(request: Request) -> Response:
+        return Response(b"Hello, World!", content_type="text/plain")
+
+    return app
+
+
+def status_of(data: memoryview | bytes) -> int:
+    return int(bytes(data).split(b" ", 2)[1])
+
+
+async def test_serves_a_request(context: zmq.asyncio.Context, front: FrontEnd) -> None:
+    running = await start(hello_app(), front.endpoint, context=context)
+    await front.request(7)
+    reply = await front.reply()
+    assert reply.sender == front.uuid
+    assert reply.conn_ids == ["7"]
+    assert bytes(reply.body).startswith(b"HTTP/1.1 200 OK\r\n")
+    assert bytes(reply.body).endswith(b"\r\n\r\nHello, World!")
+    await running.stop()
+
+
+async def test_tnetstring_headers_are_served_the_same(context: zmq.asyncio.Context) -> None:
+    fe_json, fe_tnet = FrontEnd(context), FrontEnd(context, tnetstring=True)
+    running = await start(hello_app(), fe_json.endpoint, fe_tnet.endpoint, context=context)
+    await fe_json.request(1)
+    await fe_tnet.request(1)
+    assert bytes((await fe_json.reply()).body) == bytes((await fe_tnet.reply()).body)
+    await running.stop()
+    fe_json.close()
+    fe_tnet.close()
+
+
+async def test_garbage_is_dropped_and_the_next_request_served(
+    context: zmq.asyncio.Context, front: FrontEnd, caplog: pytest.LogCaptureFixture
+) -> None:
+    running = await start(hello_app(), front.endpoint, context=context)
+    for garbage in (b"", b"garbage", b"uuid 1 / 99999999:{}", b"\xff" * 100, b"u 1 / 2:{},0:"):
+        await front.push.send(garbage)
+    await front.request(3)
+    reply = await front.reply()
+    assert reply.conn_ids == ["3"] and status_of(reply.body) == 200
+    assert caplog.text.count("dropped malformed message") == 5
+    await running.stop()
+
+
+async def test_connection_close_sends_close_after_response(
+    context: zmq.asyncio.Context, front: FrontEnd
+) -> None:
+    running = await start(hello_app(), front.endpoint, context=context)
+    await front.request(4, headers={"connection": "close"})
+    first, second = await front.reply(), await front.reply()
+    assert b"Connection: close" in bytes(first.body)
+    assert second.conn_ids == ["4"] and bytes(second.body) == b""
+    await front.request(5, version="HTTP/1.0")
+    first, second = await front.reply(), await front.reply()
+    assert status_of(first.body) == 200 and bytes(second.body) == b""
+    await running.stop()
+
+
+async def test_backpressure_caps_requests_in_flight(
+    context: zmq.asyncio.Context, front: FrontEnd
+) -> None:
+    app = App()
+    release = asyncio.Event()
+    started: list[int] = []
+
+    @app.route("/slow")
+    async def slow(request: Request) -> str:
+        started.append(int(request.conn_id))
+        await release.wait()
+        return "done"
+
+    running = await start(app, front.endpoint, context=context, max_in_flight=3)
+    for i in range(10):
+        await front.request(i, "/slow")
+    for _ in range(200):
+        if len(started) >= 3:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)  # would let more in, were there no cap
+    assert len(started) == 3
+    assert running.server.in_flight == 3
+    release.set()
+    replies = [await front.reply() for _ in range(10)]
+    assert sorted(int(r.conn_ids[0]) for r in replies) == list(range(10))
+    await running.stop()
+
+
+async def test_graceful_stop_finishes_in_flight_requests(
+    context: zmq.asyncio.Context, front: FrontEnd
+) -> None:
+    app = App()
+    entered = asyncio.Event()
+
+    @app.route("/slow")
+    async def slow(request: Request) -> str:
+        entered.set()
+        await asyncio.sleep(0.3)
+        return "finished"
+
+    running = await start(app, front.endpoint, context=context, grace=5.0)
+    await front.request(1, "/slow")
+    await asyncio.wait_for(entered.wait(), TIMEOUT)
+    running.server.stop()
+    reply = await front.reply()
+    assert bytes(reply.body).endswith(b"finished")
+    await asyncio.wait_for(running.task, TIMEOUT)
+
+
+async def test_grace_period_cancels_what_does_not_finish(
+    context: zmq.asyncio.Context, front: FrontEnd
+) -> None:
+    app = App()
+    entered = asyncio.Event()
+
+    @app.route("/forever")
+    async def forever(request: Request) -> str:
+        entered.set()
+        await asyncio.sleep(3600)
+        return "never"
+
+    running = await start(app, front.endpoint, context=context, grace=0.2)
+    await front.request(1, "/forever")
+    await asyncio.wait_for(entered.wait(), TIMEOUT)
+    await running.stop()  # returns within the grace period, not after an hour
+
+
+async def test_one_process_serves_two_front_ends(context: zmq.asyncio.Context) -> None:
+    first, second = FrontEnd(context), FrontEnd(context)
+    running = await start(hello_app(), first.endpoint, second.endpoint, context=context)
+    await first.request(1)
+    await second.request(2)
+    r1, r2 = await first.reply(), await second.reply()
+    assert (r1.sender, r1.conn_ids) == (first.uuid, ["1"])
+    assert (r2.sender, r2.conn_ids) == (second.uuid, ["2"])
+    await running.stop()
+    first.close()
+    second.close()
+
+
+async def test_disconnect_reaches_the_app(context: zmq.asyncio.Context, front: FrontEnd) -> None:
+    app = hello_app()
+    gone: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+
+    @app.on_disconnect
+    async def on_gone(sender: str, conn_id: str) -> None:
+        await gone.put((sender, conn_id))
+
+    running = await start(app, front.endpoint, context=context)
+    await front.push.send(wire.encode_disconnect(front.uuid, 9))
+    assert await asyncio.wait_for(gone.get(), TIMEOUT) == (front.uuid, "9")
+    await running.stop()
+
+
+async def test_deliver_pushes_to_other_connections(
+    context: zmq.asyncio.Context, front: FrontEnd
+) -> None:
+    app = App()
+    waiting: list[tuple[str, str]] = []
+
+    @app.route("/wait")
+    def wait(request: Request) -> None:
+        waiting.append((request.sender, request.conn_id))
+        return app.hold()
+
+    @app.route("/send", methods=["POST"])
+    def send(request: Request) -> str:
+        for sender, conn_id in waiting:
+            app.deliver(sender, [conn_id], Response(request.body).render())
+        return "sent"
+
+    running = await start(app, front.endpoint, context=context)
+    for i in (10, 11, 12):
+        await front.request(i, "/wait")
+    for _ in range(200):
+        if len(waiting) == 3:
+            break
+        await asyncio.sleep(0.01)
+    await front.request(20, "/send", "POST", b"news")
+    replies = [await front.reply() for _ in range(4)]
+    pushed = sorted(r.conn_ids[0] for r in replies if bytes(r.body).endswith(b"news"))
+    assert pushed == ["10", "11", "12"]
+    await running.stop()
+
+
+def test_endpoints_pair_up() -> None:
+    assert endpoints_from(None, None) == [Endpoint()]
+    assert endpoints_from(["a", "b"], ["c", "d"]) == [Endpoint("a", "c"), Endpoint("b", "d")]
+    with pytest.raises(ValueError, match="pairs"):
+        endpoints_from(["a", "b"], ["c"])
