@@ -305,6 +305,9 @@ class WebSocketHandler:
         self._send_raw(encode_frame(opcode, data))
 
     def ping(self, data: bytes = b"") -> None:
+        """Send a ping (the client answers with a pong, which is ignored)."""
+        if self._closed:
+            raise RuntimeError("WebSocket already closed")
         self._send_raw(encode_frame(PING, data))
 
     def close(self, code: int = NORMAL_CLOSURE, reason: str = "") -> None:
