@@ -150,26 +150,22 @@ def mongrel2_stack(handlers: int, raw: bool = False) -> Callable[[Launch], None]
     return start
 
 
+def _gateway_argv(port: int, send_spec: str, recv_spec: str) -> list[str]:
+    from takefive import cli
+
+    options = [
+        "--listen", f"127.0.0.1:{port}", "--send-spec", send_spec, "--recv-spec", recv_spec,
+        "--no-access-log",
+    ]  # fmt: skip
+    if "takefive.gateway" in cli.COMMAND_MODULES:
+        return [PY, "-m", "takefive", "--log-level", "WARNING", "gateway", *options]
+    return [PY, "-m", "takefive.gateway", *options]
+
+
 def gateway_stack(handlers: int) -> Callable[[Launch], None]:
     def start(launch: Launch) -> None:
         send_spec, recv_spec = tcp_spec(), tcp_spec()
-        launch.group.spawn(
-            "gateway",
-            [
-                PY,
-                "-m",
-                "takefive",
-                "--log-level",
-                "WARNING",
-                "gateway",
-                "--listen",
-                f"127.0.0.1:{launch.port}",
-                "--send-spec",
-                send_spec,
-                "--recv-spec",
-                recv_spec,
-            ],
-        )
+        launch.group.spawn("gateway", _gateway_argv(launch.port, send_spec, recv_spec))
         for n in range(1, handlers + 1):
             launch.group.spawn(
                 f"handler{n}",
