@@ -238,3 +238,22 @@ def test_endpoint_direct_dispatch_405() -> None:
     with pytest.raises(ValueError):
         Endpoint(type("H", (Handler,), {})).add_function(lambda r: "x", ["GET"])
     assert HOLD is not None
+
+
+def test_plain_function_returning_an_awaitable_is_awaited() -> None:
+    app = App()
+
+    class Later:
+        def __await__(self) -> Any:
+            yield from asyncio.sleep(0).__await__()
+            return "awaited"
+
+    app.add_route("/later", lambda request: Later())
+
+    @app.route("/cls")
+    class Cls(Handler):
+        def get(self) -> Later:
+            return Later()
+
+    assert must(call(app, "GET", "/later")).body == b"awaited"
+    assert must(call(app, "GET", "/cls")).body == b"awaited"

@@ -353,3 +353,14 @@ def test_chunks_round_trip(parts: list[bytes]) -> None:
     data = Response(headers={"Transfer-Encoding": "chunked"}).render()
     data += b"".join(chunk(p) for p in parts) + last_chunk()
     assert parse(data).body == b"".join(parts)
+
+
+def test_header_checks_apply_to_every_use_of_a_name() -> None:
+    r = Response(headers={"X-Ok": "1"})
+    r.headers.add("X-Ok", "2")  # cached name, value still checked
+    with pytest.raises(ValueError):
+        r.headers.add("X-Ok", "bad\r\nvalue")
+    with pytest.raises(ValueError):
+        r.headers["X-Ok"] = "\n"
+    with pytest.raises(ValueError):
+        r.headers.add("X-\x7f", "v")

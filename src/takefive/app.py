@@ -33,6 +33,7 @@ W = TypeVar("W", bound=type[WebSocketHandler])
 
 #: Front end messages that are not requests for a route (credits, disconnects, ...).
 _CONTROL_METHODS = frozenset({"JSON", "XML"})
+_SPECIAL_METHODS = _CONTROL_METHODS | {"WEBSOCKET", "WEBSOCKET_HANDSHAKE"}
 
 
 class Outbox(Protocol):
@@ -156,16 +157,14 @@ class App:
         """
         request.app = self
         method = request.method
+        raw = request._raw
         try:
-            if method in _CONTROL_METHODS:
-                logger.debug("ignoring %s message from %s", method, request.sender)
-                return None
-            if method == "WEBSOCKET" or method == "WEBSOCKET_HANDSHAKE":
+            if method in _SPECIAL_METHODS:
+                if method in _CONTROL_METHODS:
+                    logger.debug("ignoring %s message from %s", method, request.sender)
+                    return None
                 return await self._handle_websocket(request)
-            if (
-                "x-mongrel2-upload-start" in request.headers
-                and "x-mongrel2-upload-done" not in request.headers
-            ):
+            if "x-mongrel2-upload-start" in raw and "x-mongrel2-upload-done" not in raw:
                 return None  # the same request comes again when the upload is done
             found = self.router.match(request.path)
             if found is None or method not in found[0].target.allowed:
@@ -180,7 +179,7 @@ class App:
             response = self._error_response(request, exc)
         except Exception:
             response = self._server_error(request)
-        if request.version == "HTTP/1.0" and request.keep_alive:
+        if raw.get("VERSION") == "HTTP/1.0" and request.keep_alive:
             response.headers.setdefault("Connection", "keep-alive")
         return response
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Iterable
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from takefive.response import HTTPError, Response
@@ -46,11 +47,16 @@ class _Hold:
 HOLD: Final = _Hold()
 
 
+_PLAIN_RESULTS = frozenset({Response, str, bytes, dict, list, type(None)})
+
+
 async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call a plain or async function and return its (awaited) result."""
     result = fn(*args, **kwargs)
-    if inspect.isawaitable(result):
-        result = await result
+    if type(result) is CoroutineType:
+        return await result
+    if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
+        return await result
     return result
 
 
@@ -158,7 +164,12 @@ class Endpoint:
                 if method == "OPTIONS":
                     return _options_response(self.allowed)
                 raise HTTPError(405, headers={"Allow": self.allow})
-        return await call(fn, request, **params)
+        result = fn(request, **params)
+        if type(result) is CoroutineType:
+            return await result
+        if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
+            return await result
+        return result
 
     def __repr__(self) -> str:
         target = self.handler_class or self.functions

@@ -73,6 +73,7 @@ class Request:
         "_keep_alive",
         "_path",
         "_query",
+        "_raw",
         "app",
         "body",
         "conn_id",
@@ -87,6 +88,7 @@ class Request:
     def __init__(self, message: Message) -> None:
         raw = message.headers
         self.message = message
+        self._raw = raw
         method = raw.get("METHOD")
         self.method: str = method.upper() if isinstance(method, str) else "GET"
         self.sender: str = message.sender
@@ -109,7 +111,7 @@ class Request:
     # ----------------------------------------------------------------- Mongrel2 keys
 
     def _m2(self, key: str, default: str = "") -> str:
-        value = self.message.headers.get(key)
+        value = self._raw.get(key)
         if isinstance(value, str):
             return value
         if isinstance(value, list) and value:
@@ -187,11 +189,13 @@ class Request:
         """
         keep = self._keep_alive
         if keep is None:
-            tokens = self._connection_tokens()
-            if self.version == "HTTP/1.0":
-                keep = "keep-alive" in tokens
+            http10 = self._raw.get("VERSION") == "HTTP/1.0"
+            if "connection" not in self._raw:
+                keep = not http10
+            elif http10:
+                keep = "keep-alive" in self._connection_tokens()
             else:
-                keep = "close" not in tokens
+                keep = "close" not in self._connection_tokens()
             self._keep_alive = keep
         return keep
 

@@ -62,6 +62,8 @@ def _status_line(status: int) -> bytes:
 
 
 def _check_status(status: int) -> int:
+    if status in _STATUS_LINES and type(status) is int:
+        return status
     if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 999:
         raise ValueError(f"HTTP status must be an int from 100 to 999, not {status!r}")
     return status
@@ -191,7 +193,11 @@ class Response:
         self.headers = ResponseHeaders(headers)
         data, default_type = self._encode(body)
         self.body: bytes = data
-        if content_type is not None:
+        if headers is None:  # fast path: nothing to replace
+            ctype = content_type if content_type is not None else default_type
+            if ctype is not None:
+                self.headers.add("Content-Type", ctype)
+        elif content_type is not None:
             self.headers["Content-Type"] = content_type
         elif default_type is not None and "content-type" not in self.headers:
             self.headers.add("Content-Type", default_type)
