@@ -362,3 +362,184 @@ def test_access_log_line(gw: GatewayThread, caplog: pytest.LogCaptureFixture) ->
             time.sleep(0.01)
     line = next(r.getMessage() for r in caplog.records if "/logged" in r.getMessage())
     assert '"GET /logged?x=1 HTTP/1.1" 200' in line and line.startswith("127.0.0.1 ")
+
+
+# --------------------------------------------------------------------------- limits and errors
+
+
+@pytest.fixture
+def strict(tmp_path: Path, specs: tuple[str, str], handler: RawHandler) -> Iterator[GatewayThread]:
+    """Small limits and short timeouts; ``/nobody/`` goes to sockets no handler connects to."""
+    routes = [HandlerRoute("/", *specs),
+              HandlerRoute("/nobody/", f"ipc://{tmp_path}/n-send", f"ipc://{tmp_path}/n-recv")]
+    g = GatewayThread(make_config(
+        specs, routes=routes, max_header_size=2048, max_body_size=65536, header_timeout=0.5,
+        body_timeout=0.5, keepalive_timeout=0.8, request_timeout=0.8, queue_timeout=0.5))
+    wait_ready(g.port)
+    yield g
+    g.stop()
+
+
+def status_of(reply: bytes) -> int:
+    assert reply.startswith(b"HTTP/1.1 "), reply[:80]
+    return int(reply[9:12])
+
+
+def test_chunked_request_body_arrives_whole(strict: GatewayThread) -> None:
+    data = (b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+    reply = raw_exchange(strict.port, data, until=b"}")
+    seen = json.loads(reply.split(b"\r\n\r\n", 1)[1])
+    assert seen["body"] == "hello world"
+    assert seen["headers"]["content-length"] == "11"
+    assert "transfer-encoding" not in seen["headers"]
+
+
+def test_expect_100_continue(strict: GatewayThread) -> None:
+    with socket.create_connection(("127.0.0.1", strict.port), timeout=5) as sock:
+        sock.sendall(b"PUT /e HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+                     b"Expect: 100-continue\r\n\r\n")
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"data")
+        reply = b""
+        while b"}" not in reply:
+            reply += sock.recv(65536)
+    assert status_of(reply) == 200 and json.loads(reply.split(b"\r\n\r\n", 1)[1])["body"] == "data"
+
+
+def test_expect_100_continue_with_too_big_body_is_413(strict: GatewayThread) -> None:
+    reply = raw_exchange(strict.port, b"PUT /e HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+                         b"Expect: 100-continue\r\n\r\n")
+    assert status_of(reply) == 413 and b"100 Continue" not in reply
+    assert_others_served(strict.port)
+
+
+def test_unknown_expectation_is_417(strict: GatewayThread) -> None:
+    reply = raw_exchange(strict.port, b"GET / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n")
+    assert status_of(reply) == 417
+
+
+def test_oversized_headers_431(strict: GatewayThread) -> None:
+    big = b"X-Big: " + b"a" * 4000 + b"\r\n"
+    reply = raw_exchange(strict.port, b"GET / HTTP/1.1\r\nHost: x\r\n" + big + b"\r\n")
+    assert status_of(reply) == 431
+    assert_others_served(strict.port)
+
+
+def test_oversized_headers_sent_slowly_431(strict: GatewayThread) -> None:
+    # A header line that never ends: refused once the limit is passed, not buffered forever.
+    with socket.create_connection(("127.0.0.1", strict.port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        for _ in range(5):
+            sock.sendall(b"a" * 1000)
+            assert_others_served(strict.port)
+        assert status_of(sock.recv(1000)) == 431
+
+
+def test_too_many_headers_431(strict: GatewayThread) -> None:
+    many = b"".join(b"X-%d: 1\r\n" % i for i in range(150))
+    reply = raw_exchange(strict.port, b"GET / HTTP/1.1\r\n" + many + b"\r\n")
+    assert status_of(reply) == 431
+
+
+def test_oversized_body_413(strict: GatewayThread) -> None:
+    with socket.create_connection(("127.0.0.1", strict.port), timeout=5) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 70000\r\n\r\n")
+        assert_others_served(strict.port)
+        reply = sock.recv(1000)
+    assert status_of(reply) == 413 and b"Connection: close" in reply
+
+
+def test_oversized_chunked_body_413(strict: GatewayThread) -> None:
+    with socket.create_connection(("127.0.0.1", strict.port), timeout=5) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        reply = b""
+        try:
+            for _ in range(10):
+                sock.sendall(b"2000\r\n" + b"z" * 0x2000 + b"\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert_others_served(strict.port)
+        try:
+            reply = sock.recv(1000)
+        except ConnectionResetError:
+            pytest.fail("connection reset before the 413 could be read")
+    assert status_of(reply) == 413
+
+
+def test_slow_header_408(strict: GatewayThread) -> None:
+    with socket.create_connection(("127.0.0.1", strict.port), timeout=5) as sock:
+        sock.sendall(b"GET /slowpoke HTTP/1.1\r\nHost: x\r\n")
+        assert_others_served(strict.port)
+        reply = sock.recv(1000)
+        assert status_of(reply) == 408
+        assert sock.recv(1000) == b""  # and closed
+
+
+def test_slow_body_408(strict: GatewayThread) -> None:
+    with socket.create_connection(("127.0.0.1", strict.port), timeout=5) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        assert_others_served(strict.port)
+        assert status_of(sock.recv(1000)) == 408
+
+
+def test_idle_keep_alive_connection_is_closed(strict: GatewayThread) -> None:
+    with socket.create_connection(("127.0.0.1", strict.port), timeout=5) as sock:
+        sock.sendall(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while b"}" not in data:
+            data += sock.recv(65536)
+        started = time.monotonic()
+        assert_others_served(strict.port)
+        assert sock.recv(1000) == b""
+        assert time.monotonic() - started < 4
+
+
+def test_no_reply_in_time_504_and_disconnect(strict: GatewayThread, handler: RawHandler) -> None:
+    with socket.create_connection(("127.0.0.1", strict.port), timeout=5) as sock:
+        sock.sendall(b"GET /never HTTP/1.1\r\nHost: x\r\n\r\n")
+        handler.wait_for(lambda: any(m.path == "/never" for m in handler.messages))
+        conn_id = next(m.conn_id for m in handler.messages if m.path == "/never")
+        assert_others_served(strict.port)
+        reply = sock.recv(1000)
+        assert status_of(reply) == 504
+    handler.wait_for(lambda: conn_id in handler.disconnects)
+
+
+def test_no_handler_connected_503(strict: GatewayThread) -> None:
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", strict.port), timeout=5) as sock:
+        sock.sendall(b"GET /nobody/x HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert_others_served(strict.port)
+        reply = sock.recv(1000)
+        assert status_of(reply) == 503
+        assert time.monotonic() - started < 5
+        # The connection stays usable: the request never reached a handler.
+        sock.sendall(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while b"}" not in data:
+            data += sock.recv(65536)
+        assert status_of(data) == 200
+
+
+@pytest.mark.parametrize("garbage", [
+    b"GARBAGE\r\n\r\n",
+    b"GET / HTTP/9.9\r\n\r\n",
+    b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+    b"POST / HTTP/1.1\r\nContent-Length: nope\r\n\r\n",
+    b"GET nohost HTTP/1.1\r\n\r\n",
+])
+def test_malformed_http_400(strict: GatewayThread, garbage: bytes) -> None:
+    reply = raw_exchange(strict.port, garbage)
+    assert status_of(reply) == 400
+    assert_others_served(strict.port)
+
+
+def test_no_route_404(strict: GatewayThread, specs: tuple[str, str],
+                      handler: RawHandler) -> None:
+    g = GatewayThread(make_config(specs, routes=[HandlerRoute("/api/", *specs)]))
+    try:
+        status, _, _ = get(g.port, "/elsewhere")
+        assert status == 404
+    finally:
+        g.stop()

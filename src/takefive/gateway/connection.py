@@ -39,6 +39,9 @@ log = logging.getLogger("takefive.gateway")
 access_log = logging.getLogger("takefive.gateway.access")
 
 _INF = float("inf")
+#: After an error response: how long (s) and how much the gateway still reads before closing.
+_LINGER = 2.0
+_MAX_DISCARD = 1024 * 1024
 
 # request kinds
 _HANDLER = 0
@@ -143,6 +146,8 @@ class HttpConnection(asyncio.Protocol):
         self._ws_path = b""
         self._ws_upstream: Upstream | None = None
         self._raw = False
+        self._lingering = False
+        self._discarded = 0
 
     # ================================================================== transport events
 
@@ -194,6 +199,11 @@ class HttpConnection(asyncio.Protocol):
                 self._abort()
             return
         if self.closing or self._raw:
+            # After an error response: read and drop what the client still sends, so that
+            # closing does not reset the connection before it could read the response.
+            self._discarded += len(data)
+            if self._discarded > _MAX_DISCARD:
+                self._abort()
             return
         try:
             self.parser.feed_data(data)
@@ -480,7 +490,7 @@ class HttpConnection(asyncio.Protocol):
         self._in_message = False
         self._in_head = False
         self.read_deadline = _INF
-        self._pause()
+        self._resume_always()
         try:
             method = self.parser.get_method().decode("ascii", "replace")
         except httptools.HttpParserError:
@@ -502,11 +512,26 @@ class HttpConnection(asyncio.Protocol):
             self._paused_reading = False
             self.transport.resume_reading()
 
+    def _resume_always(self) -> None:
+        if self._paused_reading and self.transport is not None:
+            self._paused_reading = False
+            self.transport.resume_reading()
+
     def _close(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.closed = True
-            self.read_deadline = self.reply_deadline = _INF
-            self.transport.close()
+        transport = self.transport
+        if transport is None or self.closed or self._lingering:
+            return
+        self.reply_deadline = _INF
+        if self.closing and transport.can_write_eof():
+            # Lingering close: send FIN, drain the client's input a little while, then close.
+            self._lingering = True
+            self._resume_always()
+            transport.write_eof()
+            self.read_deadline = self.gw.now + _LINGER
+            return
+        self.closed = True
+        self.read_deadline = _INF
+        transport.close()
 
     def _abort(self) -> None:
         if self.transport is not None:
@@ -531,7 +556,11 @@ class HttpConnection(asyncio.Protocol):
                 self._finish(req)
         if self.read_deadline <= now:
             self.read_deadline = _INF
-            if self._in_message:
+            if self._lingering:
+                self.closed = True
+                if self.transport is not None:
+                    self.transport.close()
+            elif self._in_message:
                 self._fail(408)
             elif self.current is None and not self.queue:
                 self._close()  # idle keep-alive connection
@@ -566,7 +595,7 @@ class HttpConnection(asyncio.Protocol):
                 self.current = None
             self._close()
             return
-        if transport is None or self.closed:
+        if transport is None or self.closed or self._lingering:
             return
         transport.write(memoryview(frame)[pos:] if pos else frame)
         if self._paused_writing and transport.get_write_buffer_size() > self.cfg.max_write_buffer:
