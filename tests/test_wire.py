@@ -959,3 +959,33 @@ def test_public_api() -> None:
         "parse_response",
     }
     assert issubclass(ProtocolError, ValueError)
+
+
+def test_docs_examples_are_true() -> None:
+    """The ``>>>`` examples and the raw frames in docs/wire.md match what the code does."""
+    import doctest
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "wire.md").read_text()
+    source = "\n".join(re.findall(r"```python\n(.*?)```", text, re.S))
+    test = doctest.DocTestParser().get_doctest(source, {"wire": wire}, "wire.md", "docs/wire.md", 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    runner.run(test)
+    assert runner.summarize(verbose=False).attempted >= 10
+    assert runner.failures == 0
+
+    frames = [
+        line.encode().replace(b"\\r\\n", b"\r\n")
+        for block in re.findall(r"```\n(.*?)```", text, re.S)
+        for line in block.splitlines()
+        if line.startswith(UUID) and "..." not in line
+    ]
+    requests = [f for f in frames if re.match(rb"\S+ \d+ \S+ \d+:", f)]
+    responses = [f for f in frames if f not in requests]
+    assert len(requests) == 4 and len(responses) == 6
+    assert CAPTURED in requests and DISCONNECT_JSON in requests and DISCONNECT_TNET in requests
+    for frame in requests:
+        parse_request(frame)
+    for frame in responses:
+        parse_response(frame)
