@@ -19,6 +19,7 @@ from takefive.websocket import (
     PING,
     PONG,
     TEXT,
+    MessageAssembler,
     accept_key,
     decode_frame,
     encode_close_payload,
@@ -410,3 +411,47 @@ def test_arbitrary_bytes_decode_or_raise_protocol_error(data: bytes, masked: boo
     if result is not None:
         _, _, payload, used = result
         assert used <= len(data) and len(payload) <= used
+
+
+# --------------------------------------------------------------------------- reassembly
+
+
+def test_message_assembler() -> None:
+    asm = MessageAssembler(max_size=10)
+    assert asm.feed(True, TEXT, b"whole") == (TEXT, b"whole")
+    assert asm.feed(False, BINARY, b"ab") is None
+    assert asm.feed(True, PING, b"p") == (PING, b"p")  # control frames interleave
+    assert asm.feed(False, CONTINUATION, b"cd") is None
+    assert asm.feed(True, CONTINUATION, b"ef") == (BINARY, b"abcdef")
+    with pytest.raises(ProtocolError, match="without a fragmented"):
+        asm.feed(True, CONTINUATION, b"x")
+    asm.feed(False, TEXT, b"a")
+    with pytest.raises(ProtocolError, match="inside a fragmented"):
+        asm.feed(True, TEXT, b"b")
+    with pytest.raises(ProtocolError, match="limit"):
+        MessageAssembler(max_size=3).feed(True, BINARY, b"abcd")
+    big = MessageAssembler(max_size=5)
+    big.feed(False, BINARY, b"abc")
+    with pytest.raises(ProtocolError, match="limit"):
+        big.feed(False, CONTINUATION, b"def")
+
+
+@given(st.binary(max_size=200), st.lists(st.integers(min_value=0, max_value=200), max_size=6))
+def test_fragments_decode_and_reassemble(data: bytes, cuts: list[int]) -> None:
+    points = sorted({min(c, len(data)) for c in cuts})
+    pieces = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+    stream = b""
+    for i, piece in enumerate(pieces):
+        opcode = BINARY if i == 0 else CONTINUATION
+        stream += encode_frame(opcode, piece, fin=i == len(pieces) - 1, mask=b"\x01\x02\x03\x04")
+    asm = MessageAssembler()
+    out = []
+    while stream:
+        frame = decode_frame(stream)
+        assert frame is not None
+        fin, opcode, payload, used = frame
+        stream = stream[used:]
+        message = asm.feed(fin, opcode, payload)
+        if message is not None:
+            out.append(message)
+    assert out == [(BINARY, data)]

@@ -267,7 +267,9 @@ class App:
         """Close connections (an empty delivery)."""
         self.deliver(sender, conn_ids, b"")
 
-    def reply(self, request: Request, response: Response | str | bytes | dict[str, Any]) -> None:
+    def reply(
+        self, request: Request, response: Response | str | bytes | dict[str, Any] | list[Any]
+    ) -> None:
         """Answer a held ``request`` now: render, deliver, close if not keep-alive."""
         resp = to_response(response)
         if request.version == "HTTP/1.0" and request.keep_alive:

@@ -39,6 +39,7 @@ __all__ = [
     "PING",
     "PONG",
     "TEXT",
+    "MessageAssembler",
     "WebSocketHandler",
     "accept_key",
     "decode_frame",
@@ -198,6 +199,49 @@ def decode_frame(
     if is_masked:
         payload = _xor(payload, mask)
     return fin, opcode, payload, end
+
+
+class MessageAssembler:
+    """Reassembles fragmented data messages from decoded frames (for front ends).
+
+    ``feed(fin, opcode, payload)`` returns ``(opcode, data)`` for each complete message
+    (control frames, which may arrive between fragments, come back at once) and
+    ``None`` while a fragmented message is incomplete. Raises :class:`ProtocolError`
+    for a continuation with nothing to continue, a new message inside a fragmented
+    one, or a message over ``max_size``. Text is not UTF-8-checked here.
+    """
+
+    __slots__ = ("_opcode", "_parts", "_size", "max_size")
+
+    def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
+        self.max_size = max_size
+        self._opcode: int | None = None
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def feed(self, fin: bool, opcode: int, payload: bytes) -> tuple[int, bytes] | None:
+        if opcode >= CLOSE:
+            return opcode, payload
+        if opcode == CONTINUATION:
+            if self._opcode is None:
+                raise ProtocolError("continuation frame without a fragmented message")
+        else:
+            if self._opcode is not None:
+                raise ProtocolError("new data frame inside a fragmented message")
+            if fin:
+                if len(payload) > self.max_size:
+                    raise ProtocolError(f"message exceeds the {self.max_size} byte limit")
+                return opcode, payload
+            self._opcode = opcode
+        self._size += len(payload)
+        if self._size > self.max_size:
+            raise ProtocolError(f"message exceeds the {self.max_size} byte limit")
+        self._parts.append(payload)
+        if not fin:
+            return None
+        message = (self._opcode, b"".join(self._parts))
+        self._opcode, self._parts, self._size = None, [], 0
+        return message
 
 
 def encode_close_payload(code: int | None = NORMAL_CLOSURE, reason: str = "") -> bytes:
