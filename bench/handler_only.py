@@ -21,9 +21,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.procs import ProcessGroup, Sampler
-from bench.stackdefs import _handler_argv, _raw_argv, by_name, tcp_spec
-
 SOURCE = Path(__file__).with_name("feeder.c")
 SENDER = "f0e1d2c3-b4a5-4697-8899-aabbccddeeff"
 CONNECTIONS = 50
@@ -84,6 +81,9 @@ def run_one(kind: str, frames_file: Path, messages: int, workdir: Path) -> dict[
     """Feed ``messages`` frames through one ``kind`` handler ("raw" or "takefive")."""
     import json
 
+    from bench.procs import ProcessGroup, Sampler
+    from bench.stackdefs import _handler_argv, _raw_argv, tcp_spec
+
     send_spec, recv_spec = tcp_spec(), tcp_spec()
     feeder, _ = feeder_binary()
     timeout = 20 + messages / 5000
@@ -129,6 +129,8 @@ def run_one(kind: str, frames_file: Path, messages: int, workdir: Path) -> dict[
 
 
 def measure(messages: int = 200_000) -> dict[str, Any]:
+    from bench.stackdefs import by_name
+
     out: dict[str, Any] = {"messages": messages, "ratio": None, "route": "hello"}
     _, out["feeder"] = feeder_binary()
     workdir = Path(tempfile.mkdtemp(prefix="bench-handler-only-"))

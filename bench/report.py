@@ -173,6 +173,44 @@ def evaluate_targets(
     return out
 
 
+# --------------------------------------------------------------------------- soak
+
+
+#: Processes whose growth does not count toward the verdict (not takefive's memory).
+NOT_JUDGED = ("mongrel2", "wrk")
+
+
+def soak_growth(mark: float | None, end: float | None) -> float | None:
+    if mark is None or end is None or mark <= 0:
+        return None
+    return (end - mark) / mark
+
+
+def summarize_soak(
+    start: dict[str, float], mark: dict[str, float] | None, end: dict[str, float]
+) -> tuple[list[dict[str, Any]], float | None, str | None]:
+    """Per-process rows and the largest growth among the judged processes."""
+    rows = []
+    worst: tuple[float, str] | None = None
+    for name in start:
+        row = {
+            "name": name,
+            "start": round(start[name], 2),
+            "mark": None if mark is None or name not in mark else round(mark[name], 2),
+            "end": None if name not in end else round(end[name], 2),
+        }
+        row["growth"] = soak_growth(row["mark"], row["end"])
+        row["judged"] = not name.startswith(NOT_JUDGED)
+        rows.append(row)
+        if (
+            row["judged"]
+            and row["growth"] is not None
+            and (worst is None or row["growth"] > worst[0])
+        ):
+            worst = (row["growth"], name)
+    return rows, (worst[0] if worst else None), (worst[1] if worst else None)
+
+
 # --------------------------------------------------------------------------- markdown
 
 
@@ -373,15 +411,22 @@ def render_markdown(data: dict[str, Any], soak: dict[str, Any] | None = None) ->
             growth = p.get("growth")
             rows.append(
                 [
-                    p["name"],
+                    p["name"] + ("" if p.get("judged", True) else " (not judged)"),
                     f"{p['start']:.1f}",
                     "-" if p.get("mark") is None else f"{p['mark']:.1f}",
-                    f"{p['end']:.1f}",
+                    "-" if p.get("end") is None else f"{p['end']:.1f}",
                     "-" if growth is None else f"{100 * growth:+.2f}%",
                 ]
             )
         lines += _table(
-            ["process", "start", f"at {soak['mark_requests']:,}", "end", "growth mark→end"], rows
+            [
+                "process",
+                "start",
+                f"at {soak.get('mark_done', soak['mark_requests']):,}",
+                "end",
+                "growth mark→end",
+            ],
+            rows,
         )
     else:
         lines += ["Not run yet: `python -m bench soak --requests 2000000`."]

@@ -1,0 +1,423 @@
+"""Unit tests of the benchmark harness's pure parts (bench/): no processes, no load."""
+
+from __future__ import annotations
+
+import copy
+import json
+import struct
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import content, report, wrk
+from bench.handler_only import build_frames, write_frames
+from bench.raw_handler import responses
+
+from takefive import wire
+
+WRK_TEXT = """Running 1s test @ http://127.0.0.1:18080/hello
+  1 threads and 10 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   576.65us  460.85us   7.57ms   94.90%
+    Req/Sec    18.88k     3.65k   23.45k    60.00%
+  Latency Distribution
+     50%  471.00us
+     75%  604.00us
+     90%  805.00us
+     99%    2.74ms
+  18706 requests in 1.00s, 2.96MB read
+  Socket errors: connect 0, read 3, write 1, timeout 7
+  Non-2xx or 3xx responses: 12
+Requests/sec:  18683.64
+Transfer/sec:      2.96MB
+"""
+
+WRK_JSON = (
+    'WRK_JSON {"duration_us":2000000,"requests":50000,"bytes":3105196,'
+    '"errors":{"connect":1,"read":2,"write":3,"status":4,"timeout":5},'
+    '"latency_us":{"min":175,"max":7565,"mean":576.65,"stdev":460.85,'
+    '"p50":471,"p75":604,"p90":805,"p99":2740,"p999":6483}}'
+)
+
+
+# --------------------------------------------------------------------------- wrk output
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("471.00us", 471e-6), ("2.74ms", 2.74e-3), ("1.00s", 1.0), ("2m", 120.0), ("1.5h", 5400.0)],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert wrk.parse_duration(text) == pytest.approx(seconds)
+
+
+def test_parse_duration_rejects_garbage() -> None:
+    with pytest.raises(ValueError, match="not a wrk duration"):
+        wrk.parse_duration("12 parsecs")
+
+
+def test_parse_text_output() -> None:
+    result = wrk.parse_output(WRK_TEXT)
+    assert result.requests == 18706
+    assert result.rps == pytest.approx(18683.64)
+    assert result.duration_s == pytest.approx(1.0)
+    assert result.p50_ms == pytest.approx(0.471)
+    assert result.p99_ms == pytest.approx(2.74)
+    assert result.mean_ms == pytest.approx(0.57665)
+    assert result.max_ms == pytest.approx(7.57)
+    assert result.non2xx == 12
+    assert result.socket_errors == {"connect": 0, "read": 3, "write": 1, "timeout": 7}
+    assert result.total_socket_errors == 11
+
+
+def test_parse_text_without_errors_lines() -> None:
+    text = "\n".join(
+        line
+        for line in WRK_TEXT.splitlines()
+        if "Socket errors" not in line and "Non-2xx" not in line
+    )
+    result = wrk.parse_output(text)
+    assert result.non2xx == 0
+    assert result.total_socket_errors == 0
+
+
+def test_json_line_wins_over_text() -> None:
+    result = wrk.parse_output(WRK_TEXT + WRK_JSON + "\n")
+    assert result.requests == 50000
+    assert result.duration_s == pytest.approx(2.0)
+    assert result.rps == pytest.approx(25000.0)
+    assert result.p50_ms == pytest.approx(0.471)
+    assert result.p99_ms == pytest.approx(2.74)
+    assert result.non2xx == 4
+    assert result.socket_errors == {"connect": 1, "read": 2, "write": 3, "timeout": 5}
+    data = result.to_json()
+    assert data["socket_errors_total"] == 11
+    json.dumps(data)
+
+
+def test_unreadable_output_raises() -> None:
+    with pytest.raises(wrk.WrkError, match="cannot read wrk output"):
+        wrk.parse_output("unable to connect to 127.0.0.1:1 Connection refused\n")
+
+
+def test_wrk_lua_prints_every_field_the_parser_reads() -> None:
+    lua = wrk.WRK_LUA.read_text()
+    assert "function(summary, latency, requests)" in lua
+    assert "response" not in lua.split("done")[0]  # no per-request Lua in wrk's hot loop
+    for key in (
+        "duration_us",
+        "requests",
+        "connect",
+        "read",
+        "write",
+        "status",
+        "timeout",
+        "p50",
+        "p99",
+    ):
+        assert f'"{key}"' in lua
+
+
+# --------------------------------------------------------------------------- ratios, targets
+
+
+def _result(
+    route: str, level: int, rps: float, p50: float = 1.0, p99: float = 4.0
+) -> dict[str, Any]:
+    return {
+        "route": route,
+        "connections": level,
+        "rps": rps,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "non2xx": 0,
+        "socket_errors_total": 0,
+        "processes": [
+            {"name": "server", "pid": 1, "peak_rss_mb": 30.0, "cpu_pct": 95.0},
+            {"name": "wrk", "pid": 2, "peak_rss_mb": 5.0, "cpu_pct": 40.0},
+        ],
+    }
+
+
+def _stack(
+    name: str, label: str, factor: float, routes: tuple[str, ...] = content.ROUTES
+) -> dict[str, Any]:
+    base = {"hello": 20000.0, "json": 18000.0, "page": 5000.0}
+    return {
+        "name": name,
+        "label": label,
+        "status": "ok",
+        "description": "d",
+        "packages": {"x": "1"},
+        "results": [
+            _result(r, c, base[r] * factor, 1.0 / factor, 4.0 / factor)
+            for r in routes
+            for c in (50, 200)
+        ],
+    }
+
+
+def sample_data() -> dict[str, Any]:
+    return {
+        "started": "2026-11-27T10:00:00+00:00",
+        "quick": False,
+        "baseline": "uvicorn-starlette",
+        "settings": {
+            "warmup_s": 3,
+            "duration_s": 10,
+            "connections": [50, 200],
+            "routes": list(content.ROUTES),
+            "wrk_threads": 1,
+        },
+        "machine": {"nproc": 2, "cpu": "test cpu", "python": "3.11.7", "loadavg": [0.1, 0.2, 0.3]},
+        "stacks": [
+            _stack("uvicorn-starlette", "uvicorn + Starlette", 1.0),
+            _stack("raw-m2", "raw pyzmq + Mongrel2", 2.0),
+            _stack("takefive-m2-1", "takefive + Mongrel2, 1 handler", 1.5),
+            _stack("takefive-gw-1", "takefive + gateway, 1 handler", 0.8),
+            {
+                "name": "granian-starlette",
+                "label": "granian + Starlette",
+                "status": "not available",
+                "reason": "granian is not installed",
+                "results": [],
+            },
+        ],
+        "handler_only": {
+            "messages": 1000,
+            "feeder": "a C feeder",
+            "ratio": 0.7,
+            "raw": {"msgs_per_s": 100000.0, "handler_cpu_pct": 99.0},
+            "takefive": {"msgs_per_s": 70000.0, "handler_cpu_pct": 98.0},
+        },
+    }
+
+
+def test_ratios_are_relative_to_the_baseline_of_the_same_route_and_level() -> None:
+    data = sample_data()
+    report.compute_ratios(data)
+    tf = report.find_stack(data, "takefive-m2-1")
+    result = report.find_result(tf, "json", 200)
+    assert result is not None
+    assert result["ratio"]["rps"] == pytest.approx(1.5)
+    assert result["ratio"]["p50"] == pytest.approx(1 / 1.5)
+    assert result["ratio"]["p99"] == pytest.approx(1 / 1.5)
+    base = report.find_result(report.find_stack(data, "uvicorn-starlette"), "hello", 50)
+    assert base is not None and base["ratio"]["rps"] == pytest.approx(1.0)
+
+
+def test_ratio_is_none_without_a_baseline_figure() -> None:
+    data = sample_data()
+    baseline = report.find_stack(data, "uvicorn-starlette")
+    assert baseline is not None
+    baseline["results"] = [r for r in baseline["results"] if r["route"] != "page"]
+    baseline["results"][0]["rps"] = 0.0  # hello c=50 measured as nothing
+    report.compute_ratios(data)
+    tf = report.find_stack(data, "takefive-m2-1")
+    assert report.find_result(tf, "page", 50)["ratio"] == {"rps": None, "p50": None, "p99": None}  # type: ignore[index]
+    assert report.find_result(tf, "hello", 50)["ratio"]["rps"] is None  # type: ignore[index]
+    assert report.find_result(tf, "hello", 200)["ratio"]["rps"] == pytest.approx(1.5)  # type: ignore[index]
+
+
+def test_geomean() -> None:
+    assert report.geomean([2.0, 8.0]) == pytest.approx(4.0)
+    assert report.geomean([]) is None
+
+
+def test_targets() -> None:
+    data = sample_data()
+    stack = report.find_stack(data, "takefive-m2-1")
+    assert stack is not None
+    report.find_result(stack, "page", 200)["rps"] = 5000.0 * 1.2  # type: ignore[index]
+    soak = {"max_growth": 0.01, "max_growth_process": "handler1", "requests_done": 2_000_000}
+    targets = {t["id"]: t for t in report.evaluate_targets(data, soak)}
+
+    floor = targets["floor"]  # 1.5 / 2.0 on hello at both levels
+    assert floor["value"] == pytest.approx(0.75) and floor["min"] == pytest.approx(0.75)
+    assert floor["passed"] is False
+    m2 = targets["m2_vs_uvicorn"]  # five ratios of 1.5 and one of 1.2: the lowest decides
+    assert m2["min"] == pytest.approx(1.2)
+    assert m2["value"] == pytest.approx((1.5**5 * 1.2) ** (1 / 6))
+    assert m2["passed"] is False
+    assert "page c=200: 1.20x" in m2["detail"]
+    assert targets["gw_vs_uvicorn"]["value"] == pytest.approx(0.8)
+    assert targets["gw_vs_uvicorn"]["passed"] is False
+    assert targets["handler_only"]["value"] == pytest.approx(0.7)
+    assert targets["handler_only"]["passed"] is True
+    assert targets["soak"]["passed"] is True  # 1% growth < 5%
+
+
+def test_targets_not_measured() -> None:
+    data = sample_data()
+    data["stacks"] = data["stacks"][:1]
+    data["handler_only"] = {"ratio": None, "reason": "skipped"}
+    targets = report.evaluate_targets(data, None)
+    assert [t["passed"] for t in targets] == [None] * len(report.TARGETS)
+    assert {t["detail"] for t in targets} == {"not measured", "skipped"}
+
+
+def test_soak_summary_judges_only_takefive_processes() -> None:
+    start = {"mongrel2": 10.0, "handler1": 30.0, "handler2": 30.0}
+    mark = {"mongrel2": 12.0, "handler1": 31.0, "handler2": 32.0}
+    end = {"mongrel2": 20.0, "handler1": 31.5, "handler2": 32.0}
+    rows, worst, name = report.summarize_soak(start, mark, end)
+    assert worst == pytest.approx(0.5 / 31.0)
+    assert name == "handler1"
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["mongrel2"]["growth"] == pytest.approx(8.0 / 12.0)
+    assert by_name["mongrel2"]["judged"] is False
+    assert by_name["handler2"]["growth"] == pytest.approx(0.0)
+    rows, worst, name = report.summarize_soak(start, None, end)  # never reached the mark
+    assert worst is None and name is None
+    assert report.soak_growth(0.0, 5.0) is None
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def test_render_markdown_tables() -> None:
+    data = sample_data()
+    report.compute_ratios(data)
+    soak = {
+        "stack_label": "takefive + Mongrel2, 1 handler",
+        "route": "hello",
+        "connections": 50,
+        "requests_done": 2_000_100,
+        "seconds": 120.0,
+        "started": "2026-11-27T11:00:00+00:00",
+        "mark_requests": 1_000_000,
+        "mark_done": 1_000_050,
+        "max_growth": 0.002,
+        "max_growth_process": "handler1",
+        "processes": [
+            {
+                "name": "mongrel2",
+                "start": 10.0,
+                "mark": 12.0,
+                "end": 20.0,
+                "growth": 0.66,
+                "judged": False,
+            },
+            {
+                "name": "handler1",
+                "start": 30.0,
+                "mark": 31.0,
+                "end": 31.062,
+                "growth": 0.002,
+                "judged": True,
+            },
+        ],
+    }
+    text = report.render_markdown(data, soak)
+    lines = text.splitlines()
+    assert lines[0] == report.MARKER
+    assert "## Results of 2026-11-27 10:00 UTC" in text
+    header = (
+        "| stack | hello c=50 | hello c=200 | json c=50 | json c=200 | page c=50 | page c=200 |"
+    )
+    assert header in lines
+    row = next(
+        line for line in lines if line.startswith("| takefive + Mongrel2, 1 handler | 1.50x")
+    )
+    assert "1.50x (30,000)" in row and "1.50x (7,500)" in row
+    assert row.count("|") == 8
+    # every table row has as many cells as its header
+    for i, line in enumerate(lines):
+        if line.startswith("|---"):
+            cells = lines[i - 1].count("|")
+            j = i + 1
+            while j < len(lines) and lines[j].startswith("|"):
+                assert lines[j].count("|") == cells, lines[j]
+                j += 1
+    assert "| raw pyzmq + Mongrel2 | 0.50 / 2.00 |" in text  # latency p50 / p99 in ms
+    assert "**missed**" in text and "**met**" in text
+    assert "- granian + Starlette: not available: granian is not installed" in text
+    assert "| takefive run (1 process) | 70,000 | 0.70x | 98% |" in text
+    assert "| mongrel2 (not judged) | 10.0 | 12.0 | 20.0 | +66.00% |" in text
+    assert "at 1,000,050" in text
+    assert "| takefive + Mongrel2, 1 handler | server | 30.0 | 95% |" in text
+
+
+def test_render_quick_run_and_missing_parts() -> None:
+    data = sample_data()
+    data["quick"] = True
+    data["handler_only"] = None
+    data["note"] = "taken on a loaded machine"
+    report.compute_ratios(data)
+    text = report.render_markdown(data, None)
+    assert "(quick run)" in text
+    assert "> taken on a loaded machine" in text
+    assert "Not measured: skipped in this run." in text
+    assert "Not run yet: `python -m bench soak" in text
+
+
+def test_merge_docs_keeps_the_hand_written_intro() -> None:
+    intro = "# Performance\n\nHand-written words.\n\n"
+    first = report.merge_docs(
+        intro + report.MARKER + "\nold table\n", report.MARKER + "\nnew table"
+    )
+    assert first.startswith(intro)
+    assert "old table" not in first and first.endswith("new table\n")
+    assert first.count(report.MARKER) == 1
+    fresh = report.merge_docs(None, report.MARKER + "\ntable")
+    assert fresh.startswith(report.DEFAULT_INTRO)
+    assert report.merge_docs(fresh, report.MARKER + "\ntable") == fresh
+
+
+def test_write_docs(tmp_path: Path) -> None:
+    data = sample_data()
+    report.compute_ratios(data)
+    path = tmp_path / "performance.md"
+    path.write_text("# Mine\n\nkeep me\n\n" + report.MARKER + "\nstale\n")
+    report.write_docs(path, copy.deepcopy(data), None)
+    text = path.read_text()
+    assert text.startswith("# Mine\n\nkeep me\n")
+    assert "stale" not in text and "### Requests/s" in text
+
+
+# --------------------------------------------------------------------------- content, floor, frames
+
+
+def test_every_route_has_a_body_a_path_and_a_type() -> None:
+    assert set(content.PATHS) == set(content.CONTENT_TYPES) == set(content.ROUTES)
+    page = content.expected_body("page")
+    assert 3500 <= len(page) <= 4600  # "a page of about 4 KB"
+    assert b"Row 1 &amp; co" in page  # rendered with autoescape
+    assert content.body_matches(
+        "json", b'{"name": "takefive benchmark", ' + content.expected_body("json")[1:]
+    )
+    assert not content.body_matches("json", b"not json")
+    assert not content.body_matches("hello", b"Hello")
+
+
+def test_raw_handler_answers_are_complete_http_responses() -> None:
+    answers = responses()
+    assert set(answers) == {p.encode() for p in content.PATHS.values()}
+    for route, path in content.PATHS.items():
+        head, _, body = answers[path.encode()].partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert f"Content-Length: {len(body)}".encode() in head
+        assert f"Content-Type: {content.CONTENT_TYPES[route]}".encode() in head
+        assert content.body_matches(route, body)
+
+
+def test_handler_only_frames_are_valid_mongrel2_requests(tmp_path: Path) -> None:
+    frames = build_frames(120)
+    assert len(frames) == 120
+    ids = set()
+    for frame in frames:
+        message = wire.parse_request(frame)
+        assert message.path == "/hello" and message.method == "GET"
+        assert message.headers["VERSION"] == "HTTP/1.1"
+        ids.add(message.conn_id)
+    assert len(ids) == 50
+    path = tmp_path / "frames.bin"
+    write_frames(frames[:3], path)
+    data = path.read_bytes()
+    (size,) = struct.unpack(">I", data[:4])
+    assert data[4 : 4 + size] == frames[0]
+    assert len(data) == sum(4 + len(f) for f in frames[:3])
