@@ -130,12 +130,12 @@ def _decode_text(raw: bytes) -> str:
 
 
 def _check_headers(value: Any) -> Headers:
-    if not isinstance(value, dict):
+    if type(value) is not dict:
         raise ProtocolError(f"headers must be an object, not {type(value).__name__}")
     for key, item in value.items():
-        if isinstance(item, str):
+        if type(item) is str:
             continue
-        if isinstance(item, list) and all(isinstance(v, str) for v in item):
+        if type(item) is list and all(type(v) is str for v in item):
             continue
         raise ProtocolError(f"header {key!r} must be a string or a list of strings")
     return value
@@ -159,14 +159,18 @@ def _decode_json_headers(payload: bytes) -> Headers:
             value = json.loads(_decode_text(payload), strict=False)
         except ValueError as exc:
             raise ProtocolError(f"headers are not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ProtocolError("headers are nested too deeply") from None
     return _check_headers(value)
 
 
 def _decode_tnet_headers(raw: bytes) -> Headers:
     try:
         value = tnetstring.loads(raw)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:  # TypeError: a list or dict used as a dict key
         raise ProtocolError(f"headers are not a valid tnetstring: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("headers are nested too deeply") from None
     if not isinstance(value, dict):
         raise ProtocolError("tnetstring headers must be a dict")
     headers = {}
@@ -180,22 +184,40 @@ def _decode_tnet_headers(raw: bytes) -> Headers:
 # --------------------------------------------------------------------------- requests
 
 
+#: Senders seen before, already checked and decoded (front ends are few; bounded anyway).
+_senders: dict[bytes, str] = {}
+
+
+def _sender_text(raw: bytes) -> str:
+    sender = _senders.get(raw)
+    if sender is None:
+        if not _UUID_RE.match(raw):
+            raise ProtocolError(f"bad sender uuid {raw[:40]!r}")
+        sender = raw.decode("ascii")
+        if len(_senders) < 1024:
+            _senders[raw] = sender
+    return sender
+
+
 def parse_request(data: bytes) -> Message:
     """Decode one front end -> handler message."""
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise ProtocolError(f"expected bytes, got {type(data).__name__}")
-    data = bytes(data)
-    parts = data.split(b" ", 3)
-    if len(parts) != 4:
+    if type(data) is not bytes:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise ProtocolError(f"expected bytes, got {type(data).__name__}")
+        data = bytes(data)
+    # find() rather than split(): no copy of the (possibly large) body.
+    sp1 = data.find(b" ")
+    sp2 = data.find(b" ", sp1 + 1)
+    sp3 = data.find(b" ", sp2 + 1)
+    if sp1 <= 0 or sp2 < 0 or sp3 < 0:
         raise ProtocolError("request must be 'UUID ID PATH LEN:HEADERS,LEN:BODY,'")
-    sender, conn_id, path, _ = parts
-    if not _UUID_RE.match(sender):
-        raise ProtocolError(f"bad sender uuid {sender[:40]!r}")
-    if not _ID_RE.match(conn_id):
+    sender = _sender_text(data[:sp1])
+    conn_id = data[sp1 + 1 : sp2]
+    if not conn_id.isdigit():
         raise ProtocolError(f"bad connection id {conn_id[:40]!r}")
-    if not path:
+    if sp3 == sp2 + 1:
         raise ProtocolError("empty path")
-    head_start = len(sender) + len(conn_id) + len(path) + 3
+    head_start = sp3 + 1
 
     start, end = _read_prefix(data, head_start, "headers")
     kind = data[end : end + 1]
@@ -212,9 +234,9 @@ def parse_request(data: bytes) -> Message:
     if body_end + 1 != len(data):
         raise ProtocolError(f"{len(data) - body_end - 1} bytes of trailing garbage after body")
     return Message(
-        sender.decode("ascii"),
+        sender,
         conn_id.decode("ascii"),
-        _decode_text(path),
+        _decode_text(data[sp2 + 1 : sp3]),
         headers,
         data[body_start:body_end],
     )
@@ -246,7 +268,7 @@ def encode_request(
         try:
             payload = orjson.dumps(headers)
         except TypeError:  # surrogate-escaped bytes from a client
-            payload = _encode_text(json.dumps(headers, ensure_ascii=False))
+            payload = _encode_text(json.dumps(headers, ensure_ascii=False, separators=(",", ":")))
         head = b"%d:%b," % (len(payload), payload)
     return b"%b %b %b %b%d:%b," % (
         _sender_bytes(sender),
@@ -283,6 +305,8 @@ def _sender_bytes(sender: str | bytes) -> bytes:
 
 
 def _id_bytes(conn_id: str | int) -> bytes:
+    if not isinstance(conn_id, str | int) or isinstance(conn_id, bool):
+        raise ProtocolError(f"connection id {conn_id!r} must be a str or an int")
     raw = str(conn_id).encode("ascii", "replace")
     if not _ID_RE.match(raw):
         raise ProtocolError(f"connection id {conn_id!r} must be a non-negative integer")
@@ -299,6 +323,10 @@ def encode_response(
     uuid = _sender_bytes(sender)
     if isinstance(conn_ids, str | int):
         ids = [_id_bytes(conn_ids)]
+    elif isinstance(conn_ids, bytes | bytearray | memoryview) or not isinstance(conn_ids, Iterable):
+        raise ProtocolError(
+            f"connection ids must be an id or a sequence of ids, not {type(conn_ids).__name__}"
+        )
     else:
         ids = [_id_bytes(c) for c in conn_ids]
     messages = []
@@ -322,6 +350,10 @@ def encode_control(sender: str | bytes, conn_id: str | int, payload: Mapping[str
 
 def parse_response(data: bytes) -> Reply:
     """Decode one handler -> front end message (what a front end does with it)."""
+    if type(data) is not bytes:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise ProtocolError(f"expected bytes, got {type(data).__name__}")
+        data = bytes(data)
     space = data.find(b" ")
     if space <= 0:
         raise ProtocolError("response must start with 'UUID '")
