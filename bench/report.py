@@ -96,6 +96,8 @@ def _vs(
 ) -> tuple[float | None, float | None, str]:
     """(geometric mean, minimum, detail) of rps(name)/rps(other) over routes x levels."""
     stack, ref = find_stack(data, name), find_stack(data, other)
+    if any(s is None or s.get("status", "ok") != "ok" for s in (stack, ref)):
+        return None, None, "not measured"
     ratios: list[tuple[float, str]] = []
     for route in routes:
         for level in data["settings"]["connections"]:
@@ -245,6 +247,7 @@ def _measured(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 def render_markdown(data: dict[str, Any], soak: dict[str, Any] | None = None) -> str:
     """The generated part of docs/performance.md."""
+    compute_ratios(data)
     columns = _columns(data)
     col_names = [f"{route} c={level}" for route, level in columns]
     machine = data.get("machine", {})
@@ -465,6 +468,7 @@ def write_docs(path: Path, data: dict[str, Any], soak: dict[str, Any] | None) ->
 
 def write_chart(data: dict[str, Any], paths: Sequence[Path]) -> None:
     """Grouped bars: requests/s ratio to the baseline, one panel per route."""
+    compute_ratios(data)
     import matplotlib
 
     matplotlib.use("Agg")

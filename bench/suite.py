@@ -174,6 +174,9 @@ def measure_stack(stack: Stack, settings: Settings, log: Log = say) -> dict[str,
     except (StackFailed, wrk.WrkError, OSError) as exc:
         log(f"  {stack.name}: FAILED: {exc}")
         entry.update(status="failed", reason=str(exc).strip()[:2000])
+    except Exception as exc:  # one stack's bug must not cost the other stacks' figures
+        log(f"  {stack.name}: FAILED: {exc!r}")
+        entry.update(status="failed", reason=repr(exc)[:2000])
     finally:
         group.stop()
         shutil.rmtree(workdir, ignore_errors=True)

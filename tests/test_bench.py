@@ -421,3 +421,15 @@ def test_handler_only_frames_are_valid_mongrel2_requests(tmp_path: Path) -> None
     (size,) = struct.unpack(">I", data[:4])
     assert data[4 : 4 + size] == frames[0]
     assert len(data) == sum(4 + len(f) for f in frames[:3])
+
+
+def test_a_failed_stack_counts_as_not_measured() -> None:
+    data = sample_data()
+    stack = report.find_stack(data, "takefive-m2-1")
+    assert stack is not None
+    stack["status"] = "failed"  # partial figures before it broke
+    targets = {t["id"]: t for t in report.evaluate_targets(data, None)}
+    assert targets["m2_vs_uvicorn"]["passed"] is None
+    assert targets["floor"]["detail"] == "not measured"
+    text = report.render_markdown(data, None)
+    assert "| takefive + Mongrel2, 1 handler | 1.50x" not in text
