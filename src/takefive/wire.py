@@ -297,10 +297,19 @@ def encode_disconnect(
 # --------------------------------------------------------------------------- responses
 
 
+#: Senders already checked and encoded, for the response side (bounded).
+_sender_raw: dict[str | bytes, bytes] = {}
+
+
 def _sender_bytes(sender: str | bytes) -> bytes:
-    raw = sender.encode("ascii", "replace") if isinstance(sender, str) else sender
+    raw = _sender_raw.get(sender)
+    if raw is not None:
+        return raw
+    raw = sender.encode("ascii", "replace") if isinstance(sender, str) else bytes(sender)
     if not _UUID_RE.match(raw):
         raise ProtocolError(f"sender uuid {sender!r} may only hold A-Z, a-z, 0-9 and '-'")
+    if len(_sender_raw) < 1024:
+        _sender_raw[sender] = raw
     return raw
 
 
@@ -321,6 +330,9 @@ def encode_response(
     Returns one message per :data:`MAX_IDS_PER_MESSAGE` ids (an empty list for no ids).
     """
     uuid = _sender_bytes(sender)
+    if type(conn_ids) is str and conn_ids.isdigit() and conn_ids.isascii():
+        # The hot path: one reply to the connection that asked.
+        return [b"%b %d:%b, %b" % (uuid, len(conn_ids), conn_ids.encode(), data)]
     if isinstance(conn_ids, str | int):
         ids = [_id_bytes(conn_ids)]
     elif isinstance(conn_ids, bytes | bytearray | memoryview) or not isinstance(conn_ids, Iterable):
