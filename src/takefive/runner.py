@@ -72,7 +72,8 @@ class _Outbox:
         for pub in targets:
             for message in messages:
                 # PUB never blocks: past its high-water mark it drops, which SNDHWM makes rare.
-                pub.send(message, copy=False)
+                # Zero-copy only pays for large messages (pyzmq's own advice).
+                pub.send(message, copy=len(message) < 65536)
 
 
 class HandlerServer:
