@@ -12,19 +12,32 @@ import base64
 import hashlib
 import os
 import select
+import shutil
+import socket
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from takefive import wire
+from takefive.mongrel2 import HandlerRoute, Mongrel2Config, Mongrel2Error, Mongrel2Server
 
 from .harness import (
     Mongrel2Factory,
     RawHandler,
     RawHTTPClient,
     RunningMongrel2,
+    free_port,
+    free_ports,
     http_request,
+    port_open,
+    python_env,
     raw_clients,
+    require_mongrel2,
+    tcp_spec,
+    wait_for,
 )
 
 pytestmark = pytest.mark.mongrel2
@@ -307,6 +320,61 @@ def _readable(client: RawHTTPClient, timeout: float) -> bool:
     return bool(select.select([client.sock], [], [], timeout)[0])
 
 
+def _upload(m2: RunningMongrel2, handler: RawHandler, payload: bytes, *, split: bool):
+    client = RawHTTPClient(m2.http_port)
+    head = b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(payload)
+    if split:
+        client.send(head)
+        first = handler.recv_request()  # Mongrel2 announces the upload after the head...
+        client.send(payload)  # ...so the body surely arrives in later reads.
+    else:
+        client.send(head + payload)
+        first = handler.recv_request()
+    return client, first
+
+
+def _check_upload(m2, handler, client, first, payload):
+    path = first.headers["x-mongrel2-upload-start"]
+    assert isinstance(path, str) and path.startswith("/tmp/upload.")
+    assert "x-mongrel2-upload-done" not in first.headers
+    assert first.body == b""
+    assert first.headers["content-length"] == str(len(payload))
+    done = handler.recv_request(timeout=5)
+    assert done.conn_id == first.conn_id
+    assert done.headers["x-mongrel2-upload-start"] == path
+    assert done.headers["x-mongrel2-upload-done"] == path
+    assert done.body == b""
+    # The path is inside the chroot, i.e. the site directory; Mongrel2 never deletes it.
+    assert (m2.site_dir / path.lstrip("/")).read_bytes() == payload
+    handler.reply(done.sender, done.conn_id, ok(b"stored"))
+    assert client.read_response()[2] == b"stored"
+
+
+@pytest.mark.parametrize("size", [1001, 5000, 30000])
+def test_upload_over_content_length_goes_to_a_temp_file(mongrel2_factory, handler_for, size):
+    m2 = start(mongrel2_factory, content_length=1000)
+    handler = handler_for(m2)
+    payload = os.urandom(size)
+    client, first = _upload(m2, handler, payload, split=True)
+    with client:
+        _check_upload(m2, handler, client, first, payload)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Mongrel2 1.12.2 bug: when the request head and body bytes arrive in the same "
+    "read, the temp file gets ~39 wrong bytes at offset content_length - len(head) and the "
+    "upload-done message is sometimes never sent (see docs/mongrel2.md)",
+)
+def test_upload_temp_file_when_head_and_body_arrive_together(mongrel2_factory, handler_for):
+    m2 = start(mongrel2_factory, content_length=1000)
+    handler = handler_for(m2)
+    payload = os.urandom(5000)
+    client, first = _upload(m2, handler, payload, split=False)
+    with client:
+        _check_upload(m2, handler, client, first, payload)
+
+
 # --------------------------------------------------------------------------- WebSocket
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -395,3 +463,320 @@ def test_content_length_limit_is_applied(mongrel2_factory, handler_for):
         assert message.body == b"y" * 100
         handler.reply(message.sender, message.conn_id, ok())
         assert client.read_response()[0] == 200
+
+
+# ------------------------------------------------------------------ fixtures with takefive run
+
+HELLO_APP = """
+from takefive import App, Response
+
+app = App()
+
+
+@app.route("/")
+def hello(request):
+    return Response(b"Hello, World!", content_type="text/plain")
+
+
+@app.route("/echo")
+def echo(request):
+    return Response(request.path.encode() + b" " + request.method.encode())
+"""
+
+
+@pytest.fixture
+def hello_dir(tmp_path):
+    directory = tmp_path / "app"
+    directory.mkdir()
+    (directory / "hello_app.py").write_text(HELLO_APP)
+    return directory
+
+
+def test_frontend_fixture_serves_a_takefive_handler(frontend, hello_dir):
+    handler = frontend.start_handler("hello_app:app", cwd=hello_dir)
+    status, _, body = http_request(frontend.http_port, "GET", "/", timeout=20)
+    assert (status, body) == (200, b"Hello, World!")
+    assert handler.alive
+
+
+def test_handler_kill_and_restart(frontend, hello_dir):
+    handler = frontend.start_handler("hello_app:app", cwd=hello_dir)
+    assert http_request(frontend.http_port, "GET", "/echo", timeout=20)[2] == b"/echo GET"
+    handler.kill()
+    assert not handler.alive
+    handler.start()
+    assert handler.starts == 2
+    # Mongrel2 holds requests until a handler connects: no readiness sleep needed.
+    assert http_request(frontend.http_port, "GET", "/echo", timeout=20)[2] == b"/echo GET"
+    assert handler.log_text().count("===== start") == 2
+
+
+@pytest.mark.frontend_options(protocol="tnetstring")
+def test_frontend_options_marker(frontend, hello_dir):
+    if frontend.kind == "mongrel2":
+        assert 'protocol="tnetstring"' in (frontend.site_dir / "mongrel2.conf").read_text()
+    frontend.start_handler("hello_app:app", cwd=hello_dir)
+    assert http_request(frontend.http_port, "GET", "/", timeout=20)[0] == 200
+
+
+# --------------------------------------------------------------------------- Mongrel2Server
+
+
+def _config(**kw):
+    http_port, send_port, recv_port = free_ports(3)
+    base = {
+        "uuid": "lifecycle-1",
+        "port": http_port,
+        "handlers": [HandlerRoute("/", tcp_spec(send_port), tcp_spec(recv_port))],
+    }
+    base.update(kw)
+    return Mongrel2Config(**base)
+
+
+@pytest.fixture
+def servers():
+    require_mongrel2()
+    started = []
+    yield started
+    for server in started:
+        server.stop()
+
+
+def test_server_lifecycle_static_dir_and_ipc_specs(tmp_path, servers):
+    config = _config(
+        handlers=[HandlerRoute("/", "ipc://run/send", "ipc://run/recv", protocol="tnetstring")],
+        static_dirs={"/static/": "public"},
+    )
+    server = Mongrel2Server(tmp_path / "site", config)
+    servers.append(server)
+    server.prepare()
+    for name in ("run", "logs", "tmp", "public", "mongrel2.conf", "config.sqlite"):
+        assert (server.site_dir / name).exists(), name
+    (server.site_dir / "public" / "a.txt").write_bytes(b"static bytes")
+    server.start()
+    server.wait_ready()
+    assert _port_pid_file(server) == server.pid
+    assert http_request(config.port, "GET", "/static/a.txt") == (200, ANY, b"static bytes")
+
+    # ipc specs are relative to the site dir (the chroot); connect with the absolute path.
+    with RawHandler(
+        server.connect_spec("ipc://run/send"), server.connect_spec("ipc://run/recv")
+    ) as handler:
+        handler.wait_subscribed()
+        with RawHTTPClient(config.port) as client:
+            client.send(b"GET /dyn HTTP/1.1\r\nHost: x\r\n\r\n")
+            message = handler.recv_request()
+            handler.reply(message.sender, message.conn_id, ok(b"via ipc"))
+            assert client.read_response()[2] == b"via ipc"
+    assert server.stop() == 0
+    assert not server.pid_file.exists()
+    assert not port_open("127.0.0.1", config.port)
+
+
+def _port_pid_file(server):
+    return wait_for(lambda: server.pid_file.exists() and int(server.pid_file.read_text()))
+
+
+class _Any:
+    def __eq__(self, other):
+        return True
+
+
+ANY = _Any()
+
+
+def test_context_manager_and_reload_into_the_same_site(tmp_path, servers):
+    site = tmp_path / "site"
+    first = _config(static_dirs={"/s/": "s"})
+    with Mongrel2Server(site, first) as server:
+        (site / "s" / "f").write_bytes(b"one")
+        assert http_request(first.port, "GET", "/s/f")[2] == b"one"
+    assert server.process.returncode == 0
+    # Loading again into the same config.sqlite replaces the config.
+    second = _config(static_dirs={"/t/": "s"})
+    with Mongrel2Server(site, second):
+        assert http_request(second.port, "GET", "/t/f")[2] == b"one"
+        assert not port_open("127.0.0.1", first.port)
+
+
+def test_stale_pid_file_is_removed(tmp_path, servers):
+    server = Mongrel2Server(tmp_path / "site", _config())
+    servers.append(server)
+    server.site_dir.joinpath("run").mkdir(parents=True)
+    # A PID that is alive (ours): Mongrel2 would refuse to start.
+    server.pid_file.write_text(str(os.getpid()))
+    server.prepare()
+    server.start()
+    server.wait_ready()
+    assert _port_pid_file(server) == server.pid
+
+
+def test_taken_http_port_is_reported(tmp_path, servers):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = Mongrel2Server(tmp_path / "site", _config(port=taken.getsockname()[1]))
+        servers.append(server)
+        server.prepare()
+        server.start()
+        with pytest.raises(Mongrel2Error, match="Can't announce on TCP port") as info:
+            server.wait_ready()
+        assert info.value.address_in_use
+        assert server.process.poll() is not None
+
+
+def test_taken_zmq_endpoint_is_reported(tmp_path, servers):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        spec = tcp_spec(taken.getsockname()[1])
+        config = _config(handlers=[HandlerRoute("/", spec, tcp_spec(free_port()))])
+        server = Mongrel2Server(tmp_path / "site", config)
+        servers.append(server)
+        server.prepare()
+        server.start()
+        with pytest.raises(Mongrel2Error, match="could not bind") as info:
+            server.wait_ready()
+        assert info.value.address_in_use
+        assert "Failed to bind" in info.value.log
+        assert server.process.poll() is not None  # stopped, not left retrying
+
+
+def test_a_config_m2sh_rejects_is_reported(tmp_path, servers):
+    # Valid for takefive, but Mongrel2's Dir needs the directory's index file settings:
+    # make m2sh fail by pointing it at an unreadable db instead.
+    server = Mongrel2Server(tmp_path / "site", _config())
+    servers.append(server)
+    server.site_dir.mkdir()
+    (server.site_dir / "config.sqlite").mkdir()  # a directory where the db should be
+    with pytest.raises(Mongrel2Error, match="m2sh load"):
+        server.prepare()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root")
+def test_as_root_mongrel2_runs_as_the_site_owner(tmp_path, servers):
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    site = tmp_path / "site"
+    site.mkdir()
+    os.chown(site, nobody.pw_uid, nobody.pw_gid)
+    tmp_path.chmod(0o755)
+    server = Mongrel2Server(site, _config(static_dirs={"/s/": "s"}))
+    servers.append(server)
+    server.prepare()
+    for name in ("run", "logs", "tmp"):
+        assert (site / name).stat().st_uid == nobody.pw_uid, name
+    (site / "s" / "f").write_bytes(b"as nobody")
+    server.start()
+    server.wait_ready()
+    assert http_request(server.config.port, "GET", "/s/f")[2] == b"as nobody"
+    assert f"Now running as UID:{nobody.pw_uid}" in server.log_text()
+    assert Path(f"/proc/{server.pid}").stat().st_uid == nobody.pw_uid
+
+
+NON_ROOT_SCRIPT = """
+import http.client, json, os, sys
+from takefive.mongrel2 import HandlerRoute, Mongrel2Config, Mongrel2Server
+site, port, send, recv = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+config = Mongrel2Config(uuid="nonroot", port=port, handlers=[HandlerRoute("/", send, recv)],
+                        static_dirs={"/s/": "s"})
+with Mongrel2Server(site, config) as server:
+    open(os.path.join(site, "s", "f"), "wb").write(b"not root")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/s/f")
+    body = conn.getresponse().read().decode()
+print(json.dumps({"uid": os.getuid(), "body": body, "status": server.process.returncode}))
+"""
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("setpriv"),
+    reason="needs root and setpriv to switch to an unprivileged user",
+)
+def test_as_a_normal_user(tmp_path):
+    import json
+    import pwd
+    import tempfile
+
+    require_mongrel2()
+    nobody = pwd.getpwnam("nobody")
+    site = Path(tempfile.mkdtemp(prefix="takefive-nonroot-"))
+    try:
+        os.chown(site, nobody.pw_uid, nobody.pw_gid)
+        http_port, send_port, recv_port = free_ports(3)
+        result = subprocess.run(
+            [
+                "setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}",
+                "--clear-groups", sys.executable, "-c", NON_ROOT_SCRIPT,
+                str(site / "site"), str(http_port), tcp_spec(send_port), tcp_spec(recv_port),
+            ],
+            capture_output=True, timeout=60, env=python_env(),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr.decode(errors="replace")
+        outcome = json.loads(result.stdout.decode().strip().splitlines()[-1])
+        assert outcome == {"uid": nobody.pw_uid, "body": "not root", "status": 0}
+    finally:
+        shutil.rmtree(site, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ takefive mongrel2 up/down
+
+
+def _takefive(*args, cwd, timeout=60):
+    return subprocess.run(
+        [sys.executable, "-m", "takefive", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=python_env(),
+    )  # fmt: skip
+
+
+def test_cli_up_and_down(tmp_path, hello_dir):
+    require_mongrel2()
+    site = tmp_path / "site"
+    http_port, send_port, recv_port = free_ports(3)
+    up = [
+        "mongrel2", "up", "--app", "hello_app:app", "--dir", str(site),
+        "--port", str(http_port), "--send-spec", tcp_spec(send_port),
+        "--recv-spec", tcp_spec(recv_port), "--tnetstring",
+    ]  # fmt: skip
+    try:
+        result = _takefive(*up, cwd=hello_dir)
+        assert result.returncode == 0, result.stderr
+        assert f"http://127.0.0.1:{http_port}/" in result.stdout
+        # Both processes survive `up` returning.
+        assert http_request(http_port, "GET", "/echo", timeout=20)[2] == b"/echo GET"
+        m2_pid = int((site / "run" / "takefive-mongrel2.pid").read_text())
+        handler_pid = int((site / "run" / "takefive-handler.pid").read_text())
+        assert 'protocol="tnetstring"' in (site / "mongrel2.conf").read_text()
+
+        again = _takefive(*up, cwd=hello_dir)
+        assert again.returncode == 1
+        assert "already running" in again.stderr
+    finally:
+        down = _takefive("mongrel2", "down", "--dir", str(site), cwd=hello_dir)
+    assert down.returncode == 0, down.stderr
+    assert "stopped handler" in down.stdout and "mongrel2" in down.stdout
+    assert not port_open("127.0.0.1", http_port)
+    for pid in (m2_pid, handler_pid):
+        wait_for(lambda pid=pid: not Path(f"/proc/{pid}").exists(), what=f"pid {pid} gone")
+    assert not (site / "run" / "takefive-mongrel2.pid").exists()
+    assert _takefive("mongrel2", "down", "--dir", str(site), cwd=hello_dir).stdout.startswith(
+        "nothing running"
+    )
+
+
+def test_cli_up_with_a_broken_app_fails_and_cleans_up(tmp_path, hello_dir):
+    require_mongrel2()
+    (hello_dir / "broken_app.py").write_text("raise RuntimeError('boom at import')\n")
+    site = tmp_path / "site"
+    http_port, send_port, recv_port = free_ports(3)
+    result = _takefive(
+        "mongrel2", "up", "--app", "broken_app:app", "--dir", str(site),
+        "--port", str(http_port), "--send-spec", tcp_spec(send_port),
+        "--recv-spec", tcp_spec(recv_port), "--handler-grace", "20",
+        cwd=hello_dir,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "boom at import" in result.stderr
+    assert not port_open("127.0.0.1", http_port)
+    assert not (site / "run" / "takefive-mongrel2.pid").exists()
