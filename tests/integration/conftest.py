@@ -22,6 +22,7 @@ the environment has CI=true.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,10 @@ from .harness import (
 
 #: The front ends the ``frontend`` fixture runs every test against. Adding "gateway"
 #: here runs the acceptance suites a second time behind the built-in gateway.
-FRONTEND_KINDS = ["mongrel2"]
+#: TAKEFIVE_FRONTENDS=gateway (comma-separated) overrides it for one run.
+FRONTEND_KINDS = ["mongrel2", "gateway"]
+if os.environ.get("TAKEFIVE_FRONTENDS"):
+    FRONTEND_KINDS = os.environ["TAKEFIVE_FRONTENDS"].split(",")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -457,8 +457,8 @@ class Mongrel2Factory:
         )
 
 
-# Placeholder for the gateway's command line flag naming its uuid (see GatewayFactory).
-GATEWAY_UUID_FLAG = "--uuid"
+#: How the gateway is started (the same flags as ``takefive gateway``).
+GATEWAY_COMMAND = [sys.executable, "-m", "takefive.gateway"]
 
 
 @dataclass
@@ -499,24 +499,41 @@ class GatewayFactory:
         self.gateways: list[RunningGateway] = []
 
     def start(
-        self, *, timeout: float = 20.0, extra_args: Sequence[str] = (), **options: Any
+        self,
+        *,
+        protocol: str = "json",
+        tnetstring: bool = False,
+        content_length: int | None = None,
+        uuid: str | None = None,
+        extra_args: Sequence[str] = (),
+        timeout: float = 20.0,
+        **mongrel2_only: Any,
     ) -> RunningGateway:
-        """``options`` are the Mongrel2 ones; those the gateway has no flag for are ignored."""
+        """Start a gateway on free ports. Takes the Mongrel2 factory's options:
+        ``protocol="tnetstring"`` -> ``--tnetstring``, ``content_length`` ->
+        ``--max-body-size`` (the gateway answers 413 instead of spooling to a file);
+        Mongrel2-only options (``static_dirs``, ``settings``, ...) are ignored.
+        """
+        flags = list(extra_args)
+        if tnetstring or protocol == "tnetstring":
+            flags.append("--tnetstring")
+        if content_length is not None:
+            flags += ["--max-body-size", str(content_length)]
         last_log = ""
         for _attempt in range(START_ATTEMPTS):
             http_port, send_port, recv_port = free_ports(3)
-            uuid = options.get("uuid") or f"gw-{uuid_module.uuid4().hex[:12]}"
+            send_spec, recv_spec = tcp_spec(send_port), tcp_spec(recv_port)
+            gateway_uuid = uuid or f"gw-{uuid_module.uuid4().hex[:12]}"
             command = [
-                sys.executable, "-m", "takefive", "gateway",
+                *GATEWAY_COMMAND,
                 "--listen", f"127.0.0.1:{http_port}",
-                "--send-spec", tcp_spec(send_port), "--recv-spec", tcp_spec(recv_port),
-                GATEWAY_UUID_FLAG, uuid, *extra_args,
+                "--send-spec", send_spec, "--recv-spec", recv_spec,
+                "--uuid", gateway_uuid, *flags,
             ]  # fmt: skip
             process = self.handlers.spawn(command, name=f"gateway-{len(self.gateways) + 1}")
             gateway = RunningGateway(
-                process, "127.0.0.1", http_port, tcp_spec(send_port), tcp_spec(recv_port), uuid,
-                self.handlers,
-            )  # fmt: skip
+                process, "127.0.0.1", http_port, send_spec, recv_spec, gateway_uuid, self.handlers
+            )
             self.gateways.append(gateway)
             deadline = time.monotonic() + timeout
             while process.alive and time.monotonic() < deadline:
@@ -525,7 +542,7 @@ class GatewayFactory:
                 time.sleep(0.02)
             last_log = process.log_text()
             process.stop()
-            if "in use" not in last_log:
+            if "in use" not in last_log.lower():
                 break
         unavailable(f"the takefive gateway could not start:\n{last_log}")
         raise AssertionError("unreachable")
