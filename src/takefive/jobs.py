@@ -182,6 +182,12 @@ class JobPool:
                 code="timeout",
                 job_id=job_id,
             ) from None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._closed and task is not None and not task.cancelling():
+                # close() cancelled our send, not our caller.
+                raise JobError("the job pool was closed", code="closed", job_id=job_id) from None
+            raise
         finally:
             self._pending.pop(job_id, None)
         if isinstance(answer, wp.Error):

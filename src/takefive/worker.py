@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import inspect
 import logging
+import math
 import os
 import queue
 import random
@@ -309,7 +310,7 @@ class Worker:
                 for link in self._links:
                     due = link.next_heartbeat if link.sock is not None else link.reconnect_at
                     wait = min(wait, max(0.0, due - now))
-                events = dict(poller.poll(int(wait * 1000)))
+                events = dict(poller.poll(math.ceil(wait * 1000)))
                 now = time.monotonic()
 
                 if done in events:

@@ -1,0 +1,542 @@
+"""Named request/reply services, load balanced to ready workers, with heartbeats.
+
+The caller's process holds a thin dispatcher (no separate broker)::
+
+    Dispatcher (in your handler or script)          workers (any language)
+    ROUTER bind endpoint  <──READY / HEARTBEAT──    DEALER connect
+                          ──REQUEST / HEARTBEAT──>
+                          <──REPLY / ERROR───────
+
+It is the Paranoid Pirate / Majordomo pattern of the ZeroMQ guide, cut to what
+takefive needs:
+
+* a worker says ``READY`` with the services it offers and its heartbeat
+  interval; the dispatcher keeps ready workers in least-recently-used order and
+  gives each call to the first ready worker offering that service, one call per
+  worker at a time; calls wait in a FIFO per service while none is ready;
+* both sides heartbeat; a worker silent for ``liveness`` intervals is dead.
+  Its call is retried on another worker if the call is *idempotent* (up to
+  ``retries`` times), and fails with :class:`WorkerLost` otherwise: a call that
+  must not run twice is never run twice by takefive;
+* every call has a deadline (``timeout``): it ends with a result, an error from
+  the worker (:class:`ServiceError`), :class:`WorkerLost` or
+  :class:`ServiceTimeout`; nothing waits forever.
+
+Use :class:`Dispatcher` from async code and :class:`BlockingDispatcher` from
+plain scripts. Workers: ``takefive worker MODULE:FUNC --service ENDPOINT``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from takefive import workproto as wp
+from takefive._sync import LoopThread
+from takefive.workproto import WorkError
+
+__all__ = [
+    "BlockingDispatcher",
+    "Dispatcher",
+    "ServiceError",
+    "ServiceTimeout",
+    "WorkError",
+    "WorkerLost",
+    "WorkerStatus",
+]
+
+log = logging.getLogger("takefive.services")
+
+
+class ServiceError(WorkError):
+    """A service call failed; ``code`` says why (a worker's ``ERROR`` code, or ``closed``)."""
+
+
+class ServiceTimeout(ServiceError, TimeoutError):
+    """The call did not finish within its timeout."""
+
+
+class WorkerLost(ServiceError):
+    """The worker running the call died (or left) and the call was not retried.
+
+    A non-idempotent call is never retried: it may or may not have run. An
+    idempotent call gets this once its retries are spent.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    """What the dispatcher knows about one connected worker."""
+
+    identity: bytes
+    info: str
+    services: tuple[str, ...]
+    heartbeat: float
+    job_id: bytes | None  # the call it is running, None when ready
+
+
+@dataclass(eq=False, slots=True)
+class _Call:
+    seq: int
+    job_id: bytes
+    service: str
+    frames: list[bytes]
+    idempotent: bool
+    retries_left: int
+    future: asyncio.Future[wp.Reply | wp.Error]
+    attempts: int = 0
+    worker: _Worker | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.future.done()
+
+
+@dataclass(eq=False, slots=True)
+class _Worker:
+    identity: bytes
+    info: str
+    services: frozenset[str]
+    heartbeat: float
+    expires: float
+    next_heartbeat: float
+    call: _Call | None = None
+    calls_done: int = 0
+
+
+class Dispatcher:
+    """The caller's side of takefive services: binds a ROUTER that workers connect to.
+
+    Create it inside a running event loop (it binds at once; ``endpoint`` may end
+    in ``:*`` for a free port, read back from :attr:`endpoint`).
+    """
+
+    def __init__(
+        self,
+        endpoint: str = "tcp://127.0.0.1:*",
+        *,
+        timeout: float = 30.0,
+        retries: int = 2,
+        liveness: int = 3,
+        encoding: str = "json",
+        context: zmq.asyncio.Context | None = None,
+    ) -> None:
+        if liveness < 1 or retries < 0:
+            raise ValueError("liveness must be >= 1 and retries >= 0")
+        wp.check_name(encoding, "encoding")
+        self.timeout = timeout
+        self.retries = retries
+        self.liveness = liveness
+        self.encoding = encoding
+        self._loop = asyncio.get_running_loop()
+        self._ctx = context or zmq.asyncio.Context.instance()
+        self._router = self._ctx.socket(zmq.ROUTER)
+        self._router.setsockopt(zmq.LINGER, 0)
+        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._router.setsockopt(zmq.SNDHWM, 0)
+        self._router.setsockopt(zmq.RCVHWM, 0)
+        try:
+            self._router.bind(endpoint)
+        except zmq.ZMQError:
+            self._router.close(0)
+            raise
+        raw = self._router.getsockopt(zmq.LAST_ENDPOINT)
+        self.endpoint: str = raw.decode() if isinstance(raw, bytes) else str(raw)
+        # Sends never block on a ROUTER: use a plain socket on the same handle.
+        self._out: zmq.Socket[bytes] = zmq.Socket.shadow(self._router.underlying)
+        self._workers: dict[bytes, _Worker] = {}
+        self._ready: OrderedDict[bytes, _Worker] = OrderedDict()
+        self._waiting: dict[str, deque[_Call]] = {}
+        self._seq = itertools.count(1)
+        self._prefix = os.urandom(4).hex().encode() + b"-"
+        self._changed = asyncio.Event()
+        self._wake_tick = asyncio.Event()
+        self._closed = False
+        self._tasks = [
+            self._loop.create_task(self._receive(), name="takefive-services-receive"),
+            self._loop.create_task(self._tick(), name="takefive-services-tick"),
+        ]
+
+    # ------------------------------------------------------------------ public API
+
+    async def __aenter__(self) -> Dispatcher:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def call(
+        self,
+        service: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the call's deadline, by design
+        idempotent: bool = False,
+        retries: int | None = None,
+        encoding: str | None = None,
+    ) -> Any:
+        """Call ``service`` with ``payload`` on a ready worker; return the decoded result.
+
+        ``idempotent=True`` lets the dispatcher re-run the call on another worker
+        (at most ``retries`` times) when its worker dies; otherwise such a call
+        fails with :class:`WorkerLost`. ``timeout`` (seconds) bounds the whole
+        call, queueing and retries included.
+        """
+        if self._closed:
+            raise ServiceError("the dispatcher is closed", code="closed")
+        timeout = self.timeout if timeout is None else timeout
+        encoding = encoding or self.encoding
+        seq = next(self._seq)
+        job_id = self._prefix + format(seq, "x").encode()
+        data = wp.encode_payload(payload, encoding)
+        frames = wp.encode_request(job_id, service, data, encoding)
+        call = _Call(
+            seq=seq,
+            job_id=job_id,
+            service=service,
+            frames=frames,
+            idempotent=idempotent,
+            retries_left=(self.retries if retries is None else retries) if idempotent else 0,
+            future=self._loop.create_future(),
+        )
+        self._submit(call)
+        try:
+            async with asyncio.timeout(timeout):
+                answer = await call.future
+        except TimeoutError:
+            if call.worker is not None:
+                where = f"still running on worker {call.worker.info}"
+            elif call.attempts:
+                where = "waiting to be retried"
+            else:
+                where = f"no worker for {service!r} became ready"
+            raise ServiceTimeout(
+                f"call {job_id.decode()} to {service!r} did not finish within {timeout:g}s "
+                f"({where})",
+                code="timeout",
+                job_id=job_id,
+            ) from None
+        finally:
+            if not call.future.done():
+                call.future.cancel()
+        if isinstance(answer, wp.Error):
+            raise ServiceError(
+                f"call {job_id.decode()} to {service!r} failed on worker "
+                f"[{answer.code}]: {answer.message}",
+                code=answer.code,
+                job_id=job_id,
+            )
+        try:
+            return wp.decode_payload(answer.payload, answer.encoding)
+        except wp.ProtocolError as exc:
+            raise ServiceError(
+                f"call {job_id.decode()} to {service!r}: the reply cannot be decoded: {exc}",
+                code="bad-reply",
+                job_id=job_id,
+            ) from None
+
+    def workers(self) -> list[WorkerStatus]:
+        """The workers connected now (ready or busy)."""
+        return [
+            WorkerStatus(
+                w.identity,
+                w.info,
+                tuple(sorted(w.services)),
+                w.heartbeat,
+                w.call.job_id if w.call is not None else None,
+            )
+            for w in self._workers.values()
+        ]
+
+    async def wait_for_workers(
+        self,
+        count: int = 1,
+        service: str | None = None,
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> list[WorkerStatus]:
+        """Wait until ``count`` workers (offering ``service``, if given) are connected."""
+
+        def matching() -> list[WorkerStatus]:
+            return [w for w in self.workers() if service is None or service in w.services]
+
+        try:
+            async with asyncio.timeout(timeout):
+                while len(found := matching()) < count:
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise ServiceTimeout(
+                f"{len(matching())} of {count} worker(s) for {service or 'any service'} "
+                f"connected to {self.endpoint} within {timeout:g}s",
+                code="timeout",
+            ) from None
+        return found
+
+    async def close(self) -> None:
+        """Tell workers DISCONNECT, fail calls still pending, close the socket."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for worker in list(self._workers.values()):
+            self._send(worker, wp.encode_disconnect())
+            if worker.call is not None:
+                self._fail(worker.call, ServiceError, "the dispatcher was closed", "closed")
+        for queue in self._waiting.values():
+            for call in queue:
+                self._fail(call, ServiceError, "the dispatcher was closed", "closed")
+        self._waiting.clear()
+        self._workers.clear()
+        self._ready.clear()
+        self._router.setsockopt(zmq.LINGER, 200)
+        self._router.close()
+
+    # ------------------------------------------------------------------ scheduling
+
+    def _submit(self, call: _Call, *, front: bool = False) -> None:
+        worker = next((w for w in self._ready.values() if call.service in w.services), None)
+        if worker is not None:
+            self._start(call, worker)
+            return
+        queue = self._waiting.setdefault(call.service, deque())
+        if front:
+            queue.appendleft(call)
+        else:
+            queue.append(call)
+
+    def _start(self, call: _Call, worker: _Worker) -> None:
+        del self._ready[worker.identity]
+        worker.call = call
+        call.worker = worker
+        call.attempts += 1
+        if not self._send(worker, call.frames):
+            self._lose(worker, "could not be reached")
+
+    def _worker_ready(self, worker: _Worker) -> None:
+        """``worker`` is idle: give it the oldest waiting call it can run."""
+        worker.call = None
+        best: deque[_Call] | None = None
+        for service in worker.services:
+            queue = self._waiting.get(service)
+            if not queue:
+                continue
+            while queue and queue[0].finished:
+                queue.popleft()
+            if queue and (best is None or queue[0].seq < best[0].seq):
+                best = queue
+        if best is not None:
+            self._ready[worker.identity] = worker
+            self._start(best.popleft(), worker)
+        else:
+            self._ready[worker.identity] = worker
+            self._ready.move_to_end(worker.identity)
+
+    def _fail(self, call: _Call, kind: type[ServiceError], message: str, code: str) -> None:
+        call.worker = None
+        if not call.future.done():
+            call.future.set_exception(kind(message, code=code, job_id=call.job_id))
+
+    def _lose(self, worker: _Worker, why: str) -> None:
+        """Forget ``worker``; retry or fail the call it was running."""
+        self._workers.pop(worker.identity, None)
+        self._ready.pop(worker.identity, None)
+        self._changed.set()
+        call, worker.call = worker.call, None
+        log.warning("worker %s %s", worker.info, why)
+        if call is None or call.finished:
+            return
+        call.worker = None
+        head = f"call {call.job_id.decode()} to {call.service!r}: worker {worker.info} {why}"
+        if not call.idempotent:
+            self._fail(
+                call,
+                WorkerLost,
+                f"{head} while running it; the call is not idempotent, so it was not retried "
+                "(it may or may not have run)",
+                "worker-lost",
+            )
+        elif call.retries_left <= 0:
+            self._fail(
+                call,
+                WorkerLost,
+                f"{head}; no retries left after {call.attempts} attempt(s)",
+                "worker-lost",
+            )
+        else:
+            call.retries_left -= 1
+            log.info("retrying idempotent call %s on another worker", call.job_id.decode())
+            self._submit(call, front=True)
+
+    def _send(self, worker: _Worker, frames: list[bytes]) -> bool:
+        try:
+            self._out.send_multipart([worker.identity, *frames], zmq.NOBLOCK)
+        except zmq.ZMQError as exc:  # EHOSTUNREACH: the peer is gone
+            log.debug("send to %s failed: %s", worker.info, exc)
+            return False
+        return True
+
+    # ------------------------------------------------------------------ socket loops
+
+    async def _receive(self) -> None:
+        router = self._router
+        while True:
+            frames = await router.recv_multipart()
+            try:
+                self._on_message(frames[0], frames[1:])
+            except Exception:  # a bug here must not stop the dispatcher
+                log.exception("error handling a message from %r", frames[0])
+
+    def _on_message(self, identity: bytes, frames: list[bytes]) -> None:
+        try:
+            msg = wp.parse(frames)
+        except wp.ProtocolError as exc:
+            log.warning("dropping a bad message from worker %r: %s", identity, exc)
+            return
+        worker = self._workers.get(identity)
+        now = time.monotonic()
+        if worker is not None:
+            worker.expires = now + worker.heartbeat * self.liveness
+        if isinstance(msg, wp.Reply | wp.Error):
+            if worker is None:
+                log.info("reply from an unknown worker %r (presumed dead); dropped", identity)
+                self._out.send_multipart([identity, *wp.encode_disconnect()], zmq.NOBLOCK)
+                return
+            call = worker.call
+            if call is None or call.job_id != msg.job_id:
+                log.warning(
+                    "worker %s answered job %r it was not running; dropped", worker.info, msg.job_id
+                )
+                return
+            call.worker = None
+            worker.calls_done += 1
+            if not call.future.done():
+                call.future.set_result(msg)
+            self._worker_ready(worker)
+        elif isinstance(msg, wp.Heartbeat):
+            if worker is None:
+                # A worker we declared dead, or from before a restart: make it say READY.
+                self._out.send_multipart([identity, *wp.encode_disconnect()], zmq.NOBLOCK)
+        elif isinstance(msg, wp.Ready):
+            if worker is not None:
+                self._lose(worker, "said READY again")
+            heartbeat = msg.heartbeat_ms / 1000
+            worker = _Worker(
+                identity=identity,
+                info=msg.info or identity.hex(),
+                services=frozenset(msg.services),
+                heartbeat=heartbeat,
+                expires=now + heartbeat * self.liveness,
+                next_heartbeat=now + heartbeat,
+            )
+            self._workers[identity] = worker
+            log.info("worker %s ready for %s", worker.info, ", ".join(sorted(msg.services)))
+            self._changed.set()
+            self._wake_tick.set()
+            self._worker_ready(worker)
+        elif isinstance(msg, wp.Disconnect):
+            if worker is not None:
+                self._lose(worker, "disconnected")
+        else:
+            log.warning("dropping an unexpected %s from %r", type(msg).__name__, identity)
+
+    async def _tick(self) -> None:
+        while True:
+            now = time.monotonic()
+            wait = 0.5
+            for worker in list(self._workers.values()):
+                if now > worker.expires:
+                    self._lose(worker, f"sent nothing for {worker.heartbeat * self.liveness:g}s")
+                    continue
+                if now >= worker.next_heartbeat:
+                    if not self._send(worker, wp.encode_heartbeat()):
+                        self._lose(worker, "could not be reached")
+                        continue
+                    worker.next_heartbeat = now + worker.heartbeat
+                wait = min(wait, worker.heartbeat / 2)
+            # Sleep, but wake up when a new worker (maybe with a shorter heartbeat) arrives.
+            self._wake_tick.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_tick.wait(), max(wait, 0.005))
+
+
+class BlockingDispatcher:
+    """:class:`Dispatcher` for synchronous code: ``call(...)`` blocks.
+
+    It runs its own event loop in a daemon thread (so heartbeats go on while
+    your script does other things) and may be called from several threads.
+    """
+
+    def __init__(self, endpoint: str = "tcp://127.0.0.1:*", **options: Any) -> None:
+        self._thread = LoopThread("takefive-services")
+
+        async def make() -> Dispatcher:
+            return Dispatcher(endpoint, **options)
+
+        try:
+            self._dispatcher = self._thread.run(make())
+        except BaseException:
+            self._thread.stop()
+            raise
+        self.endpoint = self._dispatcher.endpoint
+
+    def call(
+        self,
+        service: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        idempotent: bool = False,
+        retries: int | None = None,
+        encoding: str | None = None,
+    ) -> Any:
+        return self._thread.run(
+            self._dispatcher.call(
+                service,
+                payload,
+                timeout=timeout,
+                idempotent=idempotent,
+                retries=retries,
+                encoding=encoding,
+            )
+        )
+
+    def workers(self) -> list[WorkerStatus]:
+        async def get() -> list[WorkerStatus]:
+            return self._dispatcher.workers()
+
+        return self._thread.run(get())
+
+    def wait_for_workers(
+        self, count: int = 1, service: str | None = None, timeout: float = 10.0
+    ) -> list[WorkerStatus]:
+        return self._thread.run(self._dispatcher.wait_for_workers(count, service, timeout))
+
+    def close(self) -> None:
+        self._thread.run(self._dispatcher.close())
+        self._thread.stop()
+
+    def __enter__(self) -> BlockingDispatcher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

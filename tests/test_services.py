@@ -1,0 +1,258 @@
+"""takefive.services: the dispatcher against real sockets, in-process workers and
+hand-driven DEALER sockets that misbehave on purpose (silent, dead, confused)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import zmq
+
+from takefive import workproto as wp
+from takefive.services import (
+    BlockingDispatcher,
+    Dispatcher,
+    ServiceError,
+    ServiceTimeout,
+    WorkerLost,
+)
+from takefive.worker import Worker
+
+
+class Workers:
+    def __init__(self) -> None:
+        self.running: list[tuple[Worker, threading.Thread]] = []
+
+    def start(self, functions: dict[str, Callable[[Any], Any]], **kw: Any) -> Worker:
+        kw.setdefault("heartbeat", 0.1)
+        worker = Worker(functions, context=zmq.Context(), **kw)
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        self.running.append((worker, thread))
+        return worker
+
+    def stop(self) -> None:
+        for worker, _ in self.running:
+            worker.stop()
+        for _, thread in self.running:
+            thread.join(timeout=10)
+            assert not thread.is_alive()
+
+
+@pytest.fixture
+def workers() -> Iterator[Workers]:
+    w = Workers()
+    yield w
+    w.stop()
+
+
+class RawWorker:
+    """A DEALER driven by hand: the test decides what it says and when."""
+
+    def __init__(self, endpoint: str, services: tuple[str, ...] = ("echo",), hb_ms: int = 100):
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(endpoint)
+        self.sock.send_multipart(wp.encode_ready(services, hb_ms, "raw"))
+
+    async def next(self, kind: type[wp.WorkMessage], wait: float = 5.0) -> wp.WorkMessage:
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if self.sock.poll(0):
+                msg = wp.parse(self.sock.recv_multipart())
+                if isinstance(msg, kind):
+                    return msg
+            else:
+                await asyncio.sleep(0.005)
+        raise AssertionError(f"no {kind.__name__} within {wait}s")
+
+    def close(self) -> None:
+        self.sock.close(0)
+        self.ctx.term()
+
+
+async def test_calls_are_balanced_over_ready_workers(workers: Workers) -> None:
+    async with Dispatcher(timeout=10) as d:
+        for k in range(3):
+            workers.start({"who": lambda _p, k=k: (time.sleep(0.002), k)[1]}, services=[d.endpoint])
+        await d.wait_for_workers(3, "who")
+        results = await asyncio.gather(*(d.call("who", i) for i in range(150)))
+        counts = [results.count(k) for k in range(3)]
+        assert sum(counts) == 150 and min(counts) >= 20, counts
+
+
+async def test_results_errors_and_encodings(workers: Workers) -> None:
+    async with Dispatcher(timeout=10) as d:
+
+        def fail(p: Any) -> Any:
+            raise KeyError(p)
+
+        workers.start({"echo": lambda p: p, "fail": fail}, services=[d.endpoint])
+        assert await d.call("echo", [1, {"x": None}]) == [1, {"x": None}]
+        assert await d.call("echo", b"\x00", encoding="raw") == b"\x00"
+        assert await d.call("echo", {"k": b"v"}, encoding="msgpack") == {"k": b"v"}
+        with pytest.raises(ServiceError, match=r"\[failed\]: KeyError: 'boom'") as info:
+            await d.call("fail", "boom")
+        assert info.value.code == "failed"
+        [status] = d.workers()
+        assert status.services == ("echo", "fail") and status.job_id is None
+
+
+async def test_a_call_waits_for_a_worker_then_runs(workers: Workers) -> None:
+    async with Dispatcher(timeout=10) as d:
+        task = asyncio.ensure_future(d.call("echo", "queued"))
+        await asyncio.sleep(0.1)
+        assert not task.done()
+        workers.start({"echo": lambda p: p}, services=[d.endpoint])
+        assert await task == "queued"
+
+
+async def test_no_worker_for_the_service_times_out(workers: Workers) -> None:
+    async with Dispatcher() as d:
+        workers.start({"echo": lambda p: p}, services=[d.endpoint])
+        await d.wait_for_workers(1)
+        with pytest.raises(ServiceTimeout, match="no worker for 'other' became ready") as info:
+            await d.call("other", 1, timeout=0.3)
+        assert info.value.code == "timeout"
+
+
+async def test_silent_worker_non_idempotent_call_fails_with_worker_lost() -> None:
+    async with Dispatcher(timeout=10) as d:
+        raw = RawWorker(d.endpoint)
+        try:
+            await d.wait_for_workers(1)
+            started = time.monotonic()
+            task = asyncio.ensure_future(d.call("echo", 1))
+            request = await raw.next(wp.Request)
+            assert isinstance(request, wp.Request) and request.name == "echo"
+            # ... and the worker goes silent (hung, or dead with its TCP connection up).
+            with pytest.raises(WorkerLost, match="not idempotent, so it was not retried") as info:
+                await task
+            assert info.value.code == "worker-lost"
+            assert time.monotonic() - started < 5  # noticed by heartbeat, not the 10 s timeout
+            assert d.workers() == []
+        finally:
+            raw.close()
+
+
+async def test_silent_worker_idempotent_call_is_retried_elsewhere(workers: Workers) -> None:
+    async with Dispatcher(timeout=10) as d:
+        raw = RawWorker(d.endpoint)
+        try:
+            await d.wait_for_workers(1)
+            task = asyncio.ensure_future(d.call("echo", "again", idempotent=True))
+            await raw.next(wp.Request)
+            workers.start({"echo": lambda p: p}, services=[d.endpoint])
+            assert await task == "again"
+        finally:
+            raw.close()
+
+
+async def test_idempotent_call_fails_when_retries_run_out() -> None:
+    async with Dispatcher(timeout=10) as d:
+        raw1, raw2 = RawWorker(d.endpoint), RawWorker(d.endpoint)
+        try:
+            await d.wait_for_workers(2)
+            task = asyncio.ensure_future(d.call("echo", 1, idempotent=True, retries=1))
+            # It goes to one of them, then (retry) to the other; both stay silent.
+            with pytest.raises(WorkerLost, match=r"no retries left after 2 attempt\(s\)"):
+                await task
+        finally:
+            raw1.close()
+            raw2.close()
+
+
+async def test_worker_disconnect_while_busy_fails_the_call_at_once() -> None:
+    async with Dispatcher(timeout=10) as d:
+        raw = RawWorker(d.endpoint, hb_ms=5000)  # heartbeat alone would take 15 s
+        try:
+            await d.wait_for_workers(1)
+            task = asyncio.ensure_future(d.call("echo", 1))
+            await raw.next(wp.Request)
+            raw.sock.send_multipart(wp.encode_disconnect())
+            with pytest.raises(WorkerLost, match="disconnected"):
+                await asyncio.wait_for(task, 5)
+        finally:
+            raw.close()
+
+
+async def test_late_reply_is_dropped_and_the_worker_is_ready_again() -> None:
+    async with Dispatcher() as d:
+        raw = RawWorker(d.endpoint)
+        try:
+            await d.wait_for_workers(1)
+            task = asyncio.ensure_future(d.call("echo", 1, timeout=0.3))
+            request = await raw.next(wp.Request)
+            assert isinstance(request, wp.Request)
+            for _ in range(3):
+                raw.sock.send_multipart(wp.encode_heartbeat())
+                await asyncio.sleep(0.1)
+            with pytest.raises(ServiceTimeout, match="still running on worker raw"):
+                await task
+            raw.sock.send_multipart(wp.encode_reply(request.job_id, b"1"))
+            task2 = asyncio.ensure_future(d.call("echo", 2, timeout=5))
+            second = await raw.next(wp.Request)
+            assert isinstance(second, wp.Request) and second.payload == b"2"
+            raw.sock.send_multipart(wp.encode_reply(second.job_id, b'"two"'))
+            assert await task2 == "two"
+        finally:
+            raw.close()
+
+
+async def test_unknown_and_bad_messages(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "takefive.services")
+    async with Dispatcher() as d:
+        ctx = zmq.Context()
+        stranger = ctx.socket(zmq.DEALER)
+        stranger.setsockopt(zmq.LINGER, 0)
+        stranger.connect(d.endpoint)
+        try:
+            stranger.send_multipart([b"T5W1"])
+            stranger.send_multipart([b"nonsense", b"x"])
+            stranger.send_multipart(wp.encode_heartbeat())
+            # An unknown worker that heartbeats is told to say READY again.
+            assert await asyncio.to_thread(stranger.poll, 5000)
+            assert wp.parse(stranger.recv_multipart()) == wp.Disconnect()
+            assert "dropping a bad message" in caplog.text
+            stranger.send_multipart(wp.encode_reply(b"x1", b"1"))
+            assert await asyncio.to_thread(stranger.poll, 5000)
+            assert wp.parse(stranger.recv_multipart()) == wp.Disconnect()
+            assert d.workers() == []
+        finally:
+            stranger.close(0)
+            ctx.term()
+
+
+async def test_close_fails_pending_calls_and_tells_workers() -> None:
+    d = Dispatcher()
+    raw = RawWorker(d.endpoint)
+    try:
+        await d.wait_for_workers(1)
+        busy = asyncio.ensure_future(d.call("echo", 1, timeout=10))
+        queued = asyncio.ensure_future(d.call("echo", 2, timeout=10))
+        await raw.next(wp.Request)
+        await d.close()
+        for task in (busy, queued):
+            with pytest.raises(ServiceError, match="closed"):
+                await task
+        await raw.next(wp.Disconnect)
+        with pytest.raises(ServiceError, match="closed"):
+            await d.call("echo", 3)
+    finally:
+        raw.close()
+
+
+def test_blocking_dispatcher_from_a_plain_script(workers: Workers) -> None:
+    with BlockingDispatcher(timeout=10) as d:
+        workers.start({"square": lambda p: p * p}, services=[d.endpoint])
+        d.wait_for_workers(1, "square")
+        assert [d.call("square", i) for i in range(10)] == [i * i for i in range(10)]
+        assert d.workers()[0].services == ("square",)
+        with pytest.raises(ServiceTimeout):
+            d.call("cube", 1, timeout=0.2)

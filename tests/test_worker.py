@@ -1,0 +1,221 @@
+"""takefive.worker: the Python worker loop and the ``takefive worker`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zmq
+
+from takefive import workproto as wp
+from takefive.services import Dispatcher
+from takefive.worker import Worker, add_command, load_functions, run_function
+
+TASKS = str(Path(__file__).parents[1] / "examples/workers/python/tasks.py")
+
+
+def test_run_function_replies_and_errors() -> None:
+    functions = {"echo": lambda p: p, "bytes": lambda p: b"x", "boom": lambda p: 1 / 0}
+
+    def req(name: str, payload: bytes = b"1", enc: str = "json") -> wp.WorkMessage:
+        return wp.parse(run_function(functions, wp.Request(b"j1", name, enc, payload)))
+
+    assert req("echo", b'{"a":1}') == wp.Reply(b"j1", "json", b'{"a":1}')
+    assert req("bytes") == wp.Reply(b"j1", "raw", b"x")
+    packed = wp.encode_payload({"a": 1}, "msgpack")
+    assert req("echo", packed, "msgpack") == wp.Reply(b"j1", "msgpack", packed)
+    boom = req("boom")
+    assert isinstance(boom, wp.Error) and boom.code == "failed"
+    assert "ZeroDivisionError" in boom.message
+    unknown = req("nope")
+    assert isinstance(unknown, wp.Error) and unknown.code == "unknown"
+    assert "known: boom, bytes, echo" in unknown.message
+    bad = req("echo", b"{", "json")
+    assert isinstance(bad, wp.Error) and bad.code == "bad-request"
+    bad_enc = req("echo", b"1", "xml")
+    assert isinstance(bad_enc, wp.Error) and bad_enc.code == "bad-request"
+
+
+def test_run_function_awaits_coroutine_functions() -> None:
+    async def slow_double(p: int) -> int:
+        await asyncio.sleep(0)
+        return p * 2
+
+    reply = wp.parse(run_function({"d": slow_double}, wp.Request(b"j", "d", "json", b"21")))
+    assert reply == wp.Reply(b"j", "json", b"42")
+
+
+def test_unencodable_result_is_an_error() -> None:
+    reply = wp.parse(run_function({"o": lambda p: object()}, wp.Request(b"j", "o", "json", b"1")))
+    assert isinstance(reply, wp.Error) and "cannot encode the result" in reply.message
+
+
+def test_load_functions() -> None:
+    functions = load_functions([f"{TASKS}:echo", f"twice={TASKS}:pid"])
+    assert sorted(functions) == ["echo", "twice"]
+    with pytest.raises(ValueError, match="two functions named 'echo'"):
+        load_functions([f"{TASKS}:echo", f"{TASKS}:echo"])
+    with pytest.raises(ValueError, match="not callable"):
+        load_functions([f"{TASKS}:__doc__"])
+    with pytest.raises(ImportError):
+        load_functions(["no_such_module_xyz:f"])
+
+
+def test_worker_refuses_bad_configuration() -> None:
+    with pytest.raises(ValueError, match="at least one function"):
+        Worker({}, connect=["tcp://127.0.0.1:1"])
+    with pytest.raises(ValueError, match="--connect or --service"):
+        Worker({"f": print})
+    with pytest.raises(wp.ProtocolError, match="invalid function name"):
+        Worker({"bad name": print}, connect=["tcp://127.0.0.1:1"])
+
+
+def test_command_line_parser() -> None:
+    parser = argparse.ArgumentParser()
+    add_command(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["worker", "m:f", "n=m:g", "--connect", "tcp://a:1", "--service", "tcp://b:2"]
+    )
+    assert args.functions == ["m:f", "n=m:g"]
+    assert args.connect == ["tcp://a:1"] and args.service == ["tcp://b:2"]
+    assert args.heartbeat == 1.0 and callable(args.func)
+
+
+@pytest.fixture
+def ctx() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
+    c: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    yield c
+    c.term()
+
+
+def start(worker: Worker) -> threading.Thread:
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def recv(sock: zmq.Socket[bytes], timeout: float = 5.0) -> list[bytes]:
+    assert sock.poll(int(timeout * 1000)), "nothing received"
+    return sock.recv_multipart()
+
+
+def test_worker_says_ready_heartbeats_and_reconnects_when_the_dispatcher_is_silent(
+    ctx: zmq.Context[zmq.Socket[bytes]],
+) -> None:
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    worker = Worker(
+        {"echo": lambda p: p},
+        services=[f"tcp://127.0.0.1:{port}"],
+        heartbeat=0.05,
+        liveness=3,
+        context=zmq.Context(),
+    )
+    thread = start(worker)
+    try:
+        first_id, *frames = recv(router)
+        assert wp.parse(frames) == wp.Ready(50, worker.info, ("echo",))
+        # The dispatcher never answers: the worker heartbeats, then gives up on this
+        # connection and says READY again from a new one.
+        kinds = []
+        while True:
+            identity, *frames = recv(router)
+            msg = wp.parse(frames)
+            kinds.append(type(msg).__name__)
+            if isinstance(msg, wp.Ready):
+                assert identity != first_id
+                break
+        assert "Heartbeat" in kinds
+        # A request on the new connection is served; the reply comes back on it.
+        router.send_multipart([identity, *wp.encode_request(b"j1", "echo", b"[1]")])
+        while True:
+            _, *frames = recv(router)
+            reply = wp.parse(frames)
+            if not isinstance(reply, wp.Heartbeat):
+                break
+        assert reply == wp.Reply(b"j1", "json", b"[1]")
+        # DISCONNECT from the dispatcher: the worker reconnects and says READY at once.
+        router.send_multipart([identity, *wp.encode_disconnect()])
+        router.send_multipart([identity, b"junk"])
+        while not isinstance(wp.parse(recv(router)[1:]), wp.Ready):
+            pass
+    finally:
+        worker.stop()
+        thread.join(timeout=5)
+        router.close(0)
+    assert not thread.is_alive()
+
+
+async def test_heartbeats_go_on_during_a_long_job() -> None:
+    async with Dispatcher(timeout=10, liveness=3) as d:
+        worker = Worker(
+            {"nap": lambda p: time.sleep(p) or "rested"},
+            services=[d.endpoint],
+            heartbeat=0.05,
+            context=zmq.Context(),
+        )
+        thread = start(worker)
+        try:
+            await d.wait_for_workers(1)
+            # 20 heartbeat intervals: without heartbeats during the job it would be "lost".
+            assert await d.call("nap", 1.0) == "rested"
+        finally:
+            worker.stop()
+            await asyncio.to_thread(thread.join, 5)
+
+
+async def test_graceful_stop_finishes_the_job_and_says_disconnect() -> None:
+    async with Dispatcher(timeout=10) as d:
+        worker = Worker(
+            {"nap": lambda p: time.sleep(p) or p},
+            services=[d.endpoint],
+            heartbeat=0.1,
+            context=zmq.Context(),
+        )
+        thread = start(worker)
+        await d.wait_for_workers(1)
+        task = asyncio.ensure_future(d.call("nap", 0.3))
+        while not any(w.job_id for w in d.workers()):  # noqa: ASYNC110 - polling the dispatcher
+            await asyncio.sleep(0.01)
+        worker.stop()
+        assert await task == 0.3
+        await asyncio.to_thread(thread.join, 5)
+        assert not thread.is_alive()
+        deadline = time.monotonic() + 5
+        while d.workers():  # DISCONNECT, not a heartbeat timeout
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+
+
+def test_jobs_worker_drops_bad_messages_and_serves_good_ones(
+    ctx: zmq.Context[zmq.Socket[bytes]],
+) -> None:
+    push, results = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
+    for s in (push, results):
+        s.setsockopt(zmq.LINGER, 0)
+    port = push.bind_to_random_port("tcp://127.0.0.1")
+    rport = results.bind_to_random_port("tcp://127.0.0.1")
+    worker = Worker(
+        {"echo": lambda p: p}, connect=[f"tcp://127.0.0.1:{port}"], context=zmq.Context()
+    )
+    thread = start(worker)
+    try:
+        push.send_multipart([b"junk"])
+        push.send_multipart(wp.encode_heartbeat())
+        push.send_multipart(wp.encode_request(b"j", "echo", b"7", reply_to=""))  # no reply-to
+        reply_to = f"tcp://127.0.0.1:{rport}"
+        push.send_multipart(wp.encode_request(b"j2", "echo", b"8", reply_to=reply_to))
+        assert wp.parse(recv(results)) == wp.Reply(b"j2", "json", b"8")
+    finally:
+        worker.stop()
+        thread.join(timeout=5)
+        push.close(0)
+        results.close(0)
+    assert not thread.is_alive()
+    assert worker.jobs_done == 2
