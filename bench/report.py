@@ -482,6 +482,7 @@ def write_chart(data: dict[str, Any], paths: Sequence[Path]) -> None:
         len(routes),
         figsize=(5 * len(routes), 0.45 * len(measured) + 2.2),
         sharex=True,
+        sharey=True,
         squeeze=False,
     )
     height = 0.8 / max(1, len(levels))
@@ -502,9 +503,10 @@ def write_chart(data: dict[str, Any], paths: Sequence[Path]) -> None:
         ax.axvline(1.0, color="black", linewidth=0.8, linestyle="--")
         ax.set_yticks(range(len(measured)))
         ax.set_yticklabels([s["label"] for s in measured], fontsize=8)
-        ax.invert_yaxis()
+        ax.tick_params(axis="y", labelleft=ax is axes[0][0])
         ax.set_title(f"/{route}")
         ax.set_xlabel(f"requests/s ÷ {data['baseline']}")
+    axes[0][0].invert_yaxis()  # shared: once for all panels
     axes[0][0].legend(loc="lower right", fontsize=8)
     title = f"takefive benchmark {data['started'][:10]}"
     if data.get("quick"):
