@@ -18,6 +18,8 @@ COMMAND_MODULES = (
     "takefive.runner",
     "takefive.mongrel2",
     "takefive.worker",
+    "takefive.gateway",
+    "takefive.gateway.serve",
 )
 
 
