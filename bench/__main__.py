@@ -13,12 +13,15 @@ python -m bench render [RESULTS.json]   regenerate docs/performance.md and .png
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench import content, suite
+from bench.procs import REPO
 from bench.stackdefs import BASELINE, all_stacks, by_name
 
 
@@ -140,13 +143,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             wanted.insert(0, BASELINE)
         stacks = [s for s in stacks if s.name in wanted]
     messages = args.messages or (50_000 if args.quick else 200_000)
-    ho: Any = None
+    ho: dict[str, Any] | Callable[[], dict[str, Any]]
     if args.no_handler_only:
         ho = {"reason": "skipped (--no-handler-only)", "ratio": None}
     else:
-
-        def ho():  # type: ignore[no-redef]
-            return handler_only.measure(messages)
+        ho = functools.partial(handler_only.measure, messages)
 
     estimate = len(stacks) * (settings.stack_seconds() + 3) + (0 if args.no_handler_only else 30)
     print(
@@ -194,7 +195,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
         return 2
     result = soak.run(stack, args.requests, args.route, args.connections, args.time_limit)
     path = soak.save(result)
-    print(f"wrote {path.relative_to(suite.REPO)}")
+    print(f"wrote {path.relative_to(REPO)}")
     if args.docs:
         _render(None)
     return 0 if result.get("max_growth") is not None else 1

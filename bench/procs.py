@@ -53,7 +53,7 @@ class ProcessGroup:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.procs: list[Proc] = []
-        self._stoppers: list[Callable[[], None]] = []
+        self._stoppers: list[Callable[[], object]] = []
 
     def spawn(
         self,
@@ -83,7 +83,7 @@ class ProcessGroup:
         name: str,
         pid: int,
         argv: Sequence[str],
-        stop: Callable[[], None] | None = None,
+        stop: Callable[[], object] | None = None,
         log_path: Path | None = None,
     ) -> Proc:
         """Track a process started by someone else (e.g. Mongrel2 via takefive.mongrel2)."""

@@ -77,10 +77,11 @@ def compute_ratios(data: dict[str, Any]) -> None:
     for stack in data.get("stacks", []):
         for result in _results(stack):
             base = find_result(baseline, result["route"], result["connections"])
+            base = base or {}
             result["ratio"] = {
-                "rps": _ratio(result.get("rps"), base and base.get("rps")),
-                "p50": _ratio(result.get("p50_ms"), base and base.get("p50_ms")),
-                "p99": _ratio(result.get("p99_ms"), base and base.get("p99_ms")),
+                "rps": _ratio(result.get("rps"), base.get("rps")),
+                "p50": _ratio(result.get("p50_ms"), base.get("p50_ms")),
+                "p99": _ratio(result.get("p99_ms"), base.get("p99_ms")),
             }
 
 
@@ -102,7 +103,7 @@ def _vs(
     for route in routes:
         for level in data["settings"]["connections"]:
             mine, theirs = find_result(stack, route, level), find_result(ref, route, level)
-            ratio = _ratio(mine and mine.get("rps"), theirs and theirs.get("rps"))
+            ratio = _ratio((mine or {}).get("rps"), (theirs or {}).get("rps"))
             if ratio is not None:
                 ratios.append((ratio, f"{route} c={level}"))
     if not ratios:
@@ -192,24 +193,19 @@ def summarize_soak(
     start: dict[str, float], mark: dict[str, float] | None, end: dict[str, float]
 ) -> tuple[list[dict[str, Any]], float | None, str | None]:
     """Per-process rows and the largest growth among the judged processes."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     worst: tuple[float, str] | None = None
     for name in start:
-        row = {
-            "name": name,
-            "start": round(start[name], 2),
-            "mark": None if mark is None or name not in mark else round(mark[name], 2),
-            "end": None if name not in end else round(end[name], 2),
-        }
-        row["growth"] = soak_growth(row["mark"], row["end"])
-        row["judged"] = not name.startswith(NOT_JUDGED)
-        rows.append(row)
-        if (
-            row["judged"]
-            and row["growth"] is not None
-            and (worst is None or row["growth"] > worst[0])
-        ):
-            worst = (row["growth"], name)
+        at_mark = None if mark is None or name not in mark else round(mark[name], 2)
+        at_end = None if name not in end else round(end[name], 2)
+        grown = soak_growth(at_mark, at_end)
+        judged = not name.startswith(NOT_JUDGED)
+        rows.append(
+            {"name": name, "start": round(start[name], 2), "mark": at_mark, "end": at_end,
+             "growth": grown, "judged": judged}
+        )  # fmt: skip
+        if judged and grown is not None and (worst is None or grown > worst[0]):
+            worst = (grown, name)
     return rows, (worst[0] if worst else None), (worst[1] if worst else None)
 
 
