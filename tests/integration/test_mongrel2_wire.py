@@ -202,6 +202,52 @@ def test_json_and_tnetstring_headers_decode_to_the_same_message(mongrel2_factory
     assert as_json.headers["QUERY"] == "q=%C3%A9&r"
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_path_stays_percent_encoded_and_header_whitespace(mongrel2_factory, handler_for, protocol):
+    m2 = start(mongrel2_factory, protocol)
+    handler = handler_for(m2)
+    with RawHTTPClient(m2.http_port) as client:
+        client.send(
+            b"GET /a%20b/%C3%A9?x=%22&y=%2F HTTP/1.1\r\nHost: x\r\nX-Empty:\r\n"
+            b"X-Padded:   padded  \r\n\r\n"
+        )
+        message = handler.recv_request()
+        assert message.path == message.headers["PATH"] == "/a%20b/%C3%A9"
+        assert message.headers["URI"] == "/a%20b/%C3%A9?x=%22&y=%2F"
+        assert message.headers["QUERY"] == "x=%22&y=%2F"
+        assert message.headers["x-empty"] == ""
+        # Mongrel2 strips the whitespace before a value but keeps the whitespace after it.
+        assert message.headers["x-padded"] == "padded  "
+        handler.reply(message.sender, message.conn_id, ok())
+        assert client.read_response()[0] == 200
+
+
+@pytest.mark.parametrize("target", [b"/caf\xc3\xa9", b"/a\xffb", b'/q"uote', b"/back\\slash"])
+def test_raw_bytes_in_the_request_target_get_400_from_mongrel2(
+    mongrel2_factory, handler_for, target
+):
+    m2 = start(mongrel2_factory)
+    handler = handler_for(m2)
+    with RawHTTPClient(m2.http_port) as client:
+        client.send(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert client.read_until(b"\r\n").startswith(b"HTTP/1.1 400 ")
+    # Mongrel2 answered by itself: the next thing the handler hears is the next request.
+    with RawHTTPClient(m2.http_port) as client:
+        client.send(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert handler.recv_message().path == "/next"
+
+
+def test_control_cancel_drops_the_client(mongrel2_factory, handler_for):
+    m2 = start(mongrel2_factory)
+    handler = handler_for(m2)
+    with RawHTTPClient(m2.http_port) as client:
+        client.send(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+        message = handler.recv_request()
+        handler.send(wire.encode_control(message.sender, message.conn_id, {"cancel": True}))
+        assert client.is_closed(timeout=10.0)
+        assert client.buffer == b""
+
+
 # --------------------------------------------------------------------------- disconnects
 
 
