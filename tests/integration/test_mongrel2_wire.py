@@ -826,3 +826,21 @@ def test_cli_up_with_a_broken_app_fails_and_cleans_up(tmp_path, hello_dir):
     assert "boom at import" in result.stderr
     assert not port_open("127.0.0.1", http_port)
     assert not (site / "run" / "takefive-mongrel2.pid").exists()
+
+
+# ------------------------------------------------------------------ missing Mongrel2: skip or fail
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("", "1 skipped"), ("true", "1 failed")])
+def test_missing_mongrel2_skips_or_fails_under_ci(tmp_path, ci, outcome):
+    env = python_env({"CI": ci, "PATH": str(tmp_path)})  # no mongrel2 on this PATH
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rsf",
+            f"{__file__}::test_factory_runs_several_servers_with_distinct_ports",
+        ],
+        cwd=Path(__file__).parent.parent.parent, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert outcome in result.stdout, result.stdout + result.stderr
+    assert "apt-get install mongrel2-core" in result.stdout
