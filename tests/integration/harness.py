@@ -301,9 +301,18 @@ class HandlerFactory:
         self.processes.append(process)
         return process.start()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """SIGTERM every process at once, wait up to ``timeout``, SIGKILL what is left."""
         for process in self.processes:
-            process.stop(timeout=5.0)
+            process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for process in self.processes:
+            if process.process is None:
+                continue
+            try:
+                process.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
 
     def report(self) -> str:
         return "\n".join(
@@ -446,9 +455,20 @@ class Mongrel2Factory:
         unavailable(f"Mongrel2 could not start: {last}")
         raise AssertionError("unreachable")
 
-    def close(self) -> None:
+    def close(self, timeout: float = 10.0) -> None:
+        """SIGINT every server at once, then wait (SIGKILL after ``timeout``)."""
         for running in self.servers:
-            running.server.stop()
+            process = running.server.process
+            if process is not None and process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + timeout
+        for running in self.servers:
+            process = running.server.process
+            if process is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(max(0.0, deadline - time.monotonic()))
+            running.server.stop(timeout=0.0)  # SIGKILL if still running; pid file cleanup
 
     def report(self) -> str:
         return "\n".join(
