@@ -476,7 +476,8 @@ class Dispatcher:
             # Sleep, but wake up when a new worker (maybe with a shorter heartbeat) arrives.
             self._wake_tick.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake_tick.wait(), max(wait, 0.005))
+                async with asyncio.timeout(max(wait, 0.005)):
+                    await self._wake_tick.wait()
 
 
 class BlockingDispatcher:
