@@ -12,7 +12,7 @@ import pytest
 from takefive.jobs import JobError, JobPool, JobTimeout
 from takefive.services import Dispatcher, ServiceError, ServiceTimeout, WorkerLost
 
-from .workerprocs import LANGUAGES, WorkerProcs, pid_of, worker_procs  # noqa: F401
+from .workerprocs import LANGUAGES, WorkerProcs, pid_of, worker_procs_fixture  # noqa: F401
 
 pytestmark = pytest.mark.parametrize("language", LANGUAGES)
 

@@ -127,8 +127,8 @@ class WorkerProcs:
                 proc.wait()
 
 
-@pytest.fixture
-def worker_procs(request: pytest.FixtureRequest) -> Iterator[WorkerProcs]:
+@pytest.fixture(name="worker_procs")
+def worker_procs_fixture(request: pytest.FixtureRequest) -> Iterator[WorkerProcs]:
     procs = WorkerProcs()
     yield procs
     procs.stop()
