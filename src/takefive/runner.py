@@ -19,8 +19,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+import types
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -73,7 +74,10 @@ class _Outbox:
             for message in messages:
                 # PUB never blocks: past its high-water mark it drops, which SNDHWM makes rare.
                 # Zero-copy only pays for large messages (pyzmq's own advice).
-                pub.send(message, copy=len(message) < 65536)
+                if len(message) < 65536:
+                    pub.send(message)
+                else:
+                    pub.send(message, copy=False)
 
 
 class HandlerServer:
@@ -103,7 +107,7 @@ class HandlerServer:
         self._context = context
         self._outbox = _Outbox()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self._room = asyncio.Event()
         self._stopping = asyncio.Event()
         self._ready = asyncio.Event()
 
@@ -182,10 +186,11 @@ class HandlerServer:
             raw: zmq.Socket[bytes] = zmq.Socket.shadow(pull.underlying)
             while True:
                 try:
-                    frame = raw.recv(zmq.NOBLOCK, copy=True)
+                    frame = raw.recv(zmq.NOBLOCK)
                 except zmq.Again:
                     break
-                await self._slots.acquire()
+                if len(self._tasks) >= self.max_in_flight:
+                    await self._wait_for_room()
                 self._dispatch(frame, pub)
 
     async def _finish_in_flight(self) -> None:
@@ -223,39 +228,49 @@ class HandlerServer:
         """Read requests forever; never dies on bad input."""
         # Reading before the front end has subscribed would publish answers nobody gets.
         await subscribed.wait()
-        slots = self._slots
+        # Plain non-blocking reads drain the queue; the event loop is only asked to wait
+        # when it is empty, or to let other tasks run every _BATCH messages.
         raw: zmq.Socket[bytes] = zmq.Socket.shadow(pull.underlying)
+        recv, dispatch, again = raw.recv, self._dispatch, zmq.Again
         while True:
-            await slots.acquire()
-            frame = await pull.recv(copy=True)
-            self._dispatch(frame, pub)
-            # Drain what is already queued without going back through the event loop.
             for _ in range(_BATCH):
-                if slots.locked():
-                    break
+                if len(self._tasks) >= self.max_in_flight:
+                    await self._wait_for_room()
                 try:
-                    frame = raw.recv(zmq.NOBLOCK, copy=True)
-                except zmq.Again:
-                    break
-                await slots.acquire()
-                self._dispatch(frame, pub)
+                    frame = recv(zmq.NOBLOCK)
+                except again:
+                    await pull.poll()  # POLLIN
+                    continue
+                dispatch(frame, pub)
+            await asyncio.sleep(0)
+
+    async def _wait_for_room(self) -> None:
+        while len(self._tasks) >= self.max_in_flight:
+            self._room.clear()
+            await self._room.wait()
 
     def _dispatch(self, frame: bytes, pub: zmq.Socket[bytes]) -> None:
-        """Start serving one frame; the caller holds a slot that the task releases."""
+        """Serve one frame: inline while it does not wait, then as a task of its own."""
         try:
             message = wire.parse_request(frame)
         except wire.ProtocolError as exc:
-            self._slots.release()
             log.warning("dropped malformed message (%s): %r", exc, frame[:120])
             return
         self._outbox.routes[message.sender] = pub
-        task = asyncio.create_task(self._serve(message))
+        coro = self._serve(message)
+        try:
+            # Run the request eagerly: most handlers answer without ever awaiting
+            # anything, and then no task, no scheduling, no extra loop turn is needed.
+            yielded = coro.send(None)
+        except StopIteration:
+            return
+        task = asyncio.get_running_loop().create_task(_resume(coro, yielded))
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        self._slots.release()
+        self._room.set()
 
     async def _serve(self, message: wire.Message) -> None:
         from takefive.request import Request
@@ -282,6 +297,28 @@ class HandlerServer:
         except Exception:
             # App.handle never raises; this is a bug in takefive itself. Keep serving.
             log.exception("internal error serving %s %s", message.sender, message.conn_id)
+
+
+@types.coroutine
+def _continue(coro: Coroutine[Any, Any, None], yielded: Any) -> Generator[Any, Any, None]:
+    """Carry on driving ``coro`` after its first step ran outside any task."""
+    while True:
+        try:
+            sent = yield yielded
+        except BaseException as exc:  # cancellation (or anything) thrown in by the task
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration:
+                return
+
+
+async def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
+    await _continue(coro, yielded)
 
 
 # ---------------------------------------------------------------------- running
