@@ -557,6 +557,17 @@ def test_handler_kill_and_restart(frontend, hello_dir):
     assert handler.log_text().count("===== start") == 2
 
 
+def test_mongrel2_restart_keeps_ports_and_the_handler_reconnects(mongrel2_factory, hello_dir):
+    m2 = mongrel2_factory.start()
+    handler = m2.start_handler("hello_app:app", cwd=hello_dir)
+    assert http_request(m2.http_port, "GET", "/echo", timeout=20)[2] == b"/echo GET"
+    port = m2.http_port
+    m2.restart()
+    assert m2.http_port == port
+    assert http_request(m2.http_port, "GET", "/echo", timeout=20)[2] == b"/echo GET"
+    assert handler.alive and handler.starts == 1
+
+
 @pytest.mark.frontend_options(protocol="tnetstring")
 def test_frontend_options_marker(frontend, hello_dir):
     if frontend.kind == "mongrel2":
