@@ -326,11 +326,15 @@ class Dispatcher:
 
     def _start(self, call: _Call, worker: _Worker) -> None:
         del self._ready[worker.identity]
+        if not self._send(worker, call.frames):
+            # Never delivered, so never run: requeue it, idempotent or not, without
+            # spending a retry, and forget the worker (it reconnected or died).
+            self._lose(worker, "could not be reached")
+            self._submit(call, front=True)
+            return
         worker.call = call
         call.worker = worker
         call.attempts += 1
-        if not self._send(worker, call.frames):
-            self._lose(worker, "could not be reached")
 
     def _worker_ready(self, worker: _Worker) -> None:
         """``worker`` is idle: give it the oldest waiting call it can run."""
@@ -460,8 +464,16 @@ class Dispatcher:
             log.warning("dropping an unexpected %s from %r", type(msg).__name__, identity)
 
     async def _tick(self) -> None:
+        expected = time.monotonic()
         while True:
             now = time.monotonic()
+            lag = now - expected
+            if lag > 0.05:
+                # This event loop was stalled (a blocking handler, an overloaded
+                # machine): messages from workers may be waiting unread. Do not blame
+                # the workers for our own delay.
+                for worker in self._workers.values():
+                    worker.expires += lag
             wait = 0.5
             for worker in list(self._workers.values()):
                 if now > worker.expires:
@@ -475,9 +487,12 @@ class Dispatcher:
                 wait = min(wait, worker.heartbeat / 2)
             # Sleep, but wake up when a new worker (maybe with a shorter heartbeat) arrives.
             self._wake_tick.clear()
+            wait = max(wait, 0.005)
+            expected = time.monotonic() + wait
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(wait, 0.005)):
+                async with asyncio.timeout(wait):
                     await self._wake_tick.wait()
+            expected = min(expected, time.monotonic())  # woken early: no lag
 
 
 class BlockingDispatcher:

@@ -83,8 +83,8 @@ async def test_services_balance_and_answer(language: str, worker_procs: WorkerPr
         assert await d.call("echo", {"k": b"v"}, encoding="msgpack") == {"k": b"v"}
         with pytest.raises(ServiceError, match="failed on purpose"):
             await d.call("fail")
-        # A job of 10 heartbeat intervals: the worker heartbeats while busy.
-        assert await d.call("sleep", 1.0) == 1.0
+        # A job of 6 heartbeat intervals: the worker heartbeats while busy.
+        assert await d.call("sleep", 1.5) == 1.5
 
 
 async def test_service_worker_killed_mid_call(language: str, worker_procs: WorkerProcs) -> None:

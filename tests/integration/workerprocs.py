@@ -70,7 +70,7 @@ def command(
     *,
     connect: tuple[str, ...] = (),
     service: tuple[str, ...] = (),
-    heartbeat: float = 0.1,
+    heartbeat: float = 0.25,
 ) -> list[str]:
     if language == "python":
         names = ("echo", "pid", "sleep", "fail")
