@@ -36,6 +36,7 @@ import zmq.asyncio
 
 from takefive import workproto as wp
 from takefive._sync import LoopThread
+from takefive._zmqutil import send_frames
 from takefive.workproto import WorkError
 
 __all__ = ["BlockingJobPool", "JobError", "JobPool", "JobTimeout", "WorkError"]
@@ -49,6 +50,17 @@ class JobError(WorkError):
 
 class JobTimeout(JobError, TimeoutError):
     """No result within the timeout; the job may be lost (see the module docs)."""
+
+
+_MAYBE_LOST = (
+    "the job was handed to a worker, which may have died with it "
+    "(PUSH/PULL cannot tell); use takefive.services for jobs that must not be lost"
+)
+
+
+def _expire(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
 
 
 def _last_endpoint(sock: zmq.Socket[Any]) -> str:
@@ -93,6 +105,9 @@ class JobPool:
             self._jobs.close(0)
             self._results.close(0)
             raise
+        # Plain sockets on the same handles, for sends and reads that cannot block.
+        self._jobs_out: zmq.Socket[bytes] = zmq.Socket.shadow(self._jobs.underlying)
+        self._results_now: zmq.Socket[bytes] = zmq.Socket.shadow(self._results.underlying)
         self.endpoint = _last_endpoint(self._jobs)
         self.results_endpoint = _last_endpoint(self._results)
         self.reply_to = reply_to or self.results_endpoint
@@ -159,37 +174,31 @@ class JobPool:
         data = wp.encode_payload(payload, encoding)
         job_id = self._prefix + format(next(self._ids), "x").encode()
         frames = wp.encode_request(job_id, name, data, encoding, self.reply_to)
+        loop = asyncio.get_running_loop()
         if self._receiver is None:
-            self._receiver = asyncio.get_running_loop().create_task(self._receive())
-        fut: asyncio.Future[wp.Reply | wp.Error] = asyncio.get_running_loop().create_future()
+            self._receiver = loop.create_task(self._receive())
+        fut: asyncio.Future[wp.Reply | wp.Error] = loop.create_future()
         self._pending[job_id] = fut
-        sent = False
         try:
-            async with asyncio.timeout(timeout):
-                await self._jobs.send_multipart(frames, copy=False)
-                sent = True
+            send_frames(self._jobs_out, frames, zmq.NOBLOCK)
+        except zmq.Again:
+            # No worker connected yet, or every worker's queue is full.
+            answer = await self._submit_slowly(job_id, name, frames, fut, timeout)
+        else:
+            # The fast path: one future and one timer per job.
+            timer = loop.call_later(timeout, _expire, fut)
+            try:
                 answer = await fut
-        except TimeoutError:
-            if sent:
-                why = (
-                    "the job was handed to a worker, which may have died with it "
-                    "(PUSH/PULL cannot tell); use takefive.services for jobs that must not be lost"
-                )
-            else:
-                why = f"no worker connected to {self.endpoint} took it"
-            raise JobTimeout(
-                f"job {job_id.decode()} ({name}) got no result within {timeout:g}s: {why}",
-                code="timeout",
-                job_id=job_id,
-            ) from None
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if self._closed and task is not None and not task.cancelling():
-                # close() cancelled our send, not our caller.
-                raise JobError("the job pool was closed", code="closed", job_id=job_id) from None
-            raise
-        finally:
-            self._pending.pop(job_id, None)
+            except TimeoutError:
+                raise JobTimeout(
+                    f"job {job_id.decode()} ({name}) got no result within {timeout:g}s: "
+                    + _MAYBE_LOST,
+                    code="timeout",
+                    job_id=job_id,
+                ) from None
+            finally:
+                timer.cancel()
+                self._pending.pop(job_id, None)
         if isinstance(answer, wp.Error):
             raise JobError(
                 f"job {job_id.decode()} ({name}) failed on the worker [{answer.code}]: "
@@ -206,24 +215,63 @@ class JobPool:
                 job_id=job_id,
             ) from None
 
+    async def _submit_slowly(
+        self,
+        job_id: bytes,
+        name: str,
+        frames: list[bytes],
+        fut: asyncio.Future[wp.Reply | wp.Error],
+        timeout: float,  # noqa: ASYNC109
+    ) -> wp.Reply | wp.Error:
+        sent = False
+        try:
+            async with asyncio.timeout(timeout):
+                await self._jobs.send_multipart(frames)
+                sent = True
+                return await fut
+        except TimeoutError:
+            why = _MAYBE_LOST if sent else f"no worker connected to {self.endpoint} took it"
+            raise JobTimeout(
+                f"job {job_id.decode()} ({name}) got no result within {timeout:g}s: {why}",
+                code="timeout",
+                job_id=job_id,
+            ) from None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._closed and task is not None and not task.cancelling():
+                # close() cancelled our send, not our caller.
+                raise JobError("the job pool was closed", code="closed", job_id=job_id) from None
+            raise
+        finally:
+            self._pending.pop(job_id, None)
+
+    def _on_result(self, frames: list[bytes]) -> None:
+        try:
+            msg = wp.parse(frames)
+        except wp.ProtocolError as exc:
+            log.warning("dropping a bad message on %s: %s", self.results_endpoint, exc)
+            return
+        if not isinstance(msg, wp.Reply | wp.Error):
+            log.warning("dropping an unexpected %s on the results socket", type(msg).__name__)
+            return
+        fut = self._pending.pop(msg.job_id, None)
+        if fut is None:
+            log.info("dropping the late result of job %s", msg.job_id.decode(errors="replace"))
+        elif not fut.done():
+            fut.set_result(msg)
+
     async def _receive(self) -> None:
-        pending = self._pending
-        results = self._results
+        results, results_now = self._results, self._results_now
+        on_result = self._on_result
         while True:
-            frames = await results.recv_multipart(copy=True)
-            try:
-                msg = wp.parse(frames)
-            except wp.ProtocolError as exc:
-                log.warning("dropping a bad message on %s: %s", self.results_endpoint, exc)
-                continue
-            if not isinstance(msg, wp.Reply | wp.Error):
-                log.warning("dropping an unexpected %s on the results socket", type(msg).__name__)
-                continue
-            fut = pending.pop(msg.job_id, None)
-            if fut is None:
-                log.info("dropping the late result of job %s", msg.job_id.decode(errors="replace"))
-            elif not fut.done():
-                fut.set_result(msg)
+            on_result(await results.recv_multipart())
+            # Then whatever else is already here, without a trip through the loop each.
+            for _ in range(10_000):
+                try:
+                    frames = results_now.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                on_result(frames)
 
 
 class BlockingJobPool:

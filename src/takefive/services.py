@@ -44,6 +44,7 @@ import zmq.asyncio
 
 from takefive import workproto as wp
 from takefive._sync import LoopThread
+from takefive._zmqutil import send_frames
 from takefive.workproto import WorkError
 
 __all__ = [
@@ -391,9 +392,15 @@ class Dispatcher:
             log.info("retrying idempotent call %s on another worker", call.job_id.decode())
             self._submit(call, front=True)
 
+    def _tell_disconnect(self, identity: bytes) -> None:
+        try:
+            send_frames(self._out, [identity, *wp.encode_disconnect()], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass  # gone already
+
     def _send(self, worker: _Worker, frames: list[bytes]) -> bool:
         try:
-            self._out.send_multipart([worker.identity, *frames], zmq.NOBLOCK)
+            send_frames(self._out, [worker.identity, *frames], zmq.NOBLOCK)
         except zmq.ZMQError as exc:  # EHOSTUNREACH: the peer is gone
             log.debug("send to %s failed: %s", worker.info, exc)
             return False
@@ -423,7 +430,7 @@ class Dispatcher:
         if isinstance(msg, wp.Reply | wp.Error):
             if worker is None:
                 log.info("reply from an unknown worker %r (presumed dead); dropped", identity)
-                self._out.send_multipart([identity, *wp.encode_disconnect()], zmq.NOBLOCK)
+                self._tell_disconnect(identity)
                 return
             call = worker.call
             if call is None or call.job_id != msg.job_id:
@@ -439,7 +446,7 @@ class Dispatcher:
         elif isinstance(msg, wp.Heartbeat):
             if worker is None:
                 # A worker we declared dead, or from before a restart: make it say READY.
-                self._out.send_multipart([identity, *wp.encode_disconnect()], zmq.NOBLOCK)
+                self._tell_disconnect(identity)
         elif isinstance(msg, wp.Ready):
             if worker is not None:
                 self._lose(worker, "said READY again")

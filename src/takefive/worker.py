@@ -40,6 +40,7 @@ from typing import Any
 import zmq
 
 from takefive import workproto as wp
+from takefive._zmqutil import send_frames
 from takefive.loader import load_object
 
 __all__ = ["Worker", "add_command", "load_functions", "main"]
@@ -186,7 +187,7 @@ class Worker:
                 return
             self._results[reply_to] = sock
         try:
-            sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+            send_frames(sock, frames, zmq.NOBLOCK)
         except zmq.Again:
             log.warning("result queue to %s full; result dropped", reply_to)
 
@@ -283,7 +284,7 @@ class Worker:
             out.connect(done_addr)
             try:
                 while (request := handoff.get()) is not None:
-                    out.send_multipart(run_function(self.functions, request))
+                    send_frames(out, run_function(self.functions, request))
             finally:
                 out.close(0)
 
@@ -322,7 +323,7 @@ class Worker:
                     if done_link is None:
                         self._send_result(done_request.reply_to, frames)
                     elif done_link.sock is not None:
-                        done_link.sock.send_multipart(frames)
+                        send_frames(done_link.sock, frames)
                         done_link.next_heartbeat = now + self.heartbeat
                         done_link.jobs += 1
                     else:
