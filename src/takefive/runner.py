@@ -108,6 +108,7 @@ class HandlerServer:
         self._outbox = _Outbox()
         self._tasks: set[asyncio.Task[None]] = set()
         self._room = asyncio.Event()
+        self._paused: list[_Reader] = []
         self._stopping = asyncio.Event()
         self._ready = asyncio.Event()
 
@@ -132,6 +133,7 @@ class HandlerServer:
         pubs: list[zmq.asyncio.Socket] = []
         identity = self.sender_id.encode()
         helpers: list[asyncio.Task[None]] = []
+        readers: list[_Reader] = []
         try:
             for endpoint in self.endpoints:
                 pull = context.socket(zmq.PULL)
@@ -157,12 +159,15 @@ class HandlerServer:
                 ", ".join(f"{e.send_spec} -> {e.recv_spec}" for e in self.endpoints),
             )
             self._ready.set()
+            loop = asyncio.get_running_loop()
             for pull, pub, shadow in zip(pulls, pubs, self._outbox.pubs, strict=True):
-                subscribed = asyncio.Event()
-                helpers.append(asyncio.create_task(self._watch(pub, shadow, subscribed)))
-                helpers.append(asyncio.create_task(self._receive(pull, shadow, subscribed)))
+                reader = _Reader(self, zmq.Socket.shadow(pull.underlying), shadow, loop)
+                readers.append(reader)
+                helpers.append(asyncio.create_task(self._watch(pub, shadow, reader)))
             await self._stopping.wait()
             log.info("stopping: no new requests; %d in flight", len(self._tasks))
+            for reader in readers:
+                reader.stop()
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
@@ -170,6 +175,8 @@ class HandlerServer:
             await self._finish_in_flight()
             await self.app.shutdown()
         finally:
+            for reader in readers:
+                reader.stop()
             for task in helpers:
                 task.cancel()
             for pull in pulls:
@@ -206,9 +213,13 @@ class HandlerServer:
     # ------------------------------------------------------------------ the hot path
 
     async def _watch(
-        self, xpub: zmq.asyncio.Socket, shadow: zmq.Socket[bytes], subscribed: asyncio.Event
+        self, xpub: zmq.asyncio.Socket, shadow: zmq.Socket[bytes], reader: _Reader
     ) -> None:
-        """Follow the front ends' subscriptions to this XPUB socket."""
+        """Follow the front ends' subscriptions to this XPUB socket.
+
+        Requests are read only once a front end has subscribed: an answer published
+        before that would go nowhere.
+        """
         while True:
             event = await xpub.recv()
             if not event:
@@ -218,31 +229,9 @@ class HandlerServer:
                 log.debug("front end %s subscribed", sender or "(all)")
                 if sender:
                     self._outbox.routes[sender] = shadow
-                subscribed.set()
+                reader.start()
             elif event[0] == 0:
                 log.debug("front end %s unsubscribed", sender or "(all)")
-
-    async def _receive(
-        self, pull: zmq.asyncio.Socket, pub: zmq.Socket[bytes], subscribed: asyncio.Event
-    ) -> None:
-        """Read requests forever; never dies on bad input."""
-        # Reading before the front end has subscribed would publish answers nobody gets.
-        await subscribed.wait()
-        # Plain non-blocking reads drain the queue; the event loop is only asked to wait
-        # when it is empty, or to let other tasks run every _BATCH messages.
-        raw: zmq.Socket[bytes] = zmq.Socket.shadow(pull.underlying)
-        recv, dispatch, again = raw.recv, self._dispatch, zmq.Again
-        while True:
-            for _ in range(_BATCH):
-                if len(self._tasks) >= self.max_in_flight:
-                    await self._wait_for_room()
-                try:
-                    frame = recv(zmq.NOBLOCK)
-                except again:
-                    await pull.poll()  # POLLIN
-                    continue
-                dispatch(frame, pub)
-            await asyncio.sleep(0)
 
     async def _wait_for_room(self) -> None:
         while len(self._tasks) >= self.max_in_flight:
@@ -271,6 +260,10 @@ class HandlerServer:
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._room.set()
+        if self._paused and len(self._tasks) < self.max_in_flight:
+            paused, self._paused = self._paused, []
+            for reader in paused:
+                reader.resume()
 
     async def _serve(self, message: wire.Message) -> None:
         from takefive.request import Request
@@ -297,6 +290,68 @@ class HandlerServer:
         except Exception:
             # App.handle never raises; this is a bug in takefive itself. Keep serving.
             log.exception("internal error serving %s %s", message.sender, message.conn_id)
+
+
+class _Reader:
+    """Feeds one PULL socket's frames to the server from an event loop reader callback.
+
+    The callback drains the socket with non-blocking reads (ZeroMQ's descriptor only
+    says "look again"), up to _BATCH frames per turn of the loop, and pauses while the
+    server has ``max_in_flight`` requests waiting: the rest stay queued in ZeroMQ.
+    No future or task is made per message.
+    """
+
+    def __init__(
+        self,
+        server: HandlerServer,
+        pull: zmq.Socket[bytes],
+        pub: zmq.Socket[bytes],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.server = server
+        self.pull = pull
+        self.pub = pub
+        self.loop = loop
+        self.fd = int(pull.getsockopt(zmq.FD))
+        self.reading = False
+        self.paused = False
+
+    def start(self) -> None:
+        if not self.reading:
+            self.reading = True
+            self.loop.add_reader(self.fd, self.read)
+            self.loop.call_soon(self.read)  # frames may already be queued
+
+    def stop(self) -> None:
+        if self.reading:
+            self.reading = False
+            with contextlib.suppress(ValueError, OSError):
+                self.loop.remove_reader(self.fd)
+
+    def resume(self) -> None:
+        self.paused = False
+        self.loop.call_soon(self.read)
+
+    def read(self) -> None:
+        if not self.reading or self.paused:
+            return
+        server = self.server
+        tasks, limit, dispatch = server._tasks, server.max_in_flight, server._dispatch
+        recv, pub = self.pull.recv, self.pub
+        for _ in range(_BATCH):
+            if len(tasks) >= limit:
+                self.paused = True
+                server._paused.append(self)
+                return
+            try:
+                frame = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except zmq.ZMQError as exc:  # closed under us while shutting down
+                log.debug("request socket: %s", exc)
+                return
+            dispatch(frame, pub)
+        self.loop.call_soon(self.read)  # more may be waiting: let the loop breathe first
 
 
 @types.coroutine
