@@ -223,26 +223,30 @@ class JobPool:
         fut: asyncio.Future[wp.Reply | wp.Error],
         timeout: float,  # noqa: ASYNC109
     ) -> wp.Reply | wp.Error:
-        sent = False
+        # Timers, not asyncio.timeout(): handlers may run their first step outside a Task.
+        loop = asyncio.get_running_loop()
+        send: asyncio.Future[Any] = asyncio.ensure_future(self._jobs.send_multipart(frames))
+        send.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved
+        timer = loop.call_later(timeout, _expire, fut)
+
+        def stop_sending(_: object) -> None:
+            if not send.done():
+                send.cancel()
+
+        fut.add_done_callback(stop_sending)
         try:
-            async with asyncio.timeout(timeout):
-                await self._jobs.send_multipart(frames)
-                sent = True
-                return await fut
+            return await fut
         except TimeoutError:
+            sent = send.done() and not send.cancelled() and send.exception() is None
             why = _MAYBE_LOST if sent else f"no worker connected to {self.endpoint} took it"
             raise JobTimeout(
                 f"job {job_id.decode()} ({name}) got no result within {timeout:g}s: {why}",
                 code="timeout",
                 job_id=job_id,
             ) from None
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if self._closed and task is not None and not task.cancelling():
-                # close() cancelled our send, not our caller.
-                raise JobError("the job pool was closed", code="closed", job_id=job_id) from None
-            raise
         finally:
+            timer.cancel()
+            stop_sending(None)
             self._pending.pop(job_id, None)
 
     def _on_result(self, frames: list[bytes]) -> None:

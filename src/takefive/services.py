@@ -60,6 +60,11 @@ __all__ = [
 log = logging.getLogger("takefive.services")
 
 
+def _expire(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
+
+
 class ServiceError(WorkError):
     """A service call failed; ``code`` says why (a worker's ``ERROR`` code, or ``closed``)."""
 
@@ -217,9 +222,10 @@ class Dispatcher:
             future=self._loop.create_future(),
         )
         self._submit(call)
+        # A timer, not asyncio.timeout(): handlers may run their first step outside a Task.
+        timer = self._loop.call_later(timeout, _expire, call.future)
         try:
-            async with asyncio.timeout(timeout):
-                answer = await call.future
+            answer = await call.future
         except TimeoutError:
             if call.worker is not None:
                 where = f"still running on worker {call.worker.info}"
@@ -234,6 +240,7 @@ class Dispatcher:
                 job_id=job_id,
             ) from None
         finally:
+            timer.cancel()
             if not call.future.done():
                 call.future.cancel()
         if isinstance(answer, wp.Error):
@@ -276,17 +283,18 @@ class Dispatcher:
         def matching() -> list[WorkerStatus]:
             return [w for w in self.workers() if service is None or service in w.services]
 
-        try:
-            async with asyncio.timeout(timeout):
-                while len(found := matching()) < count:
-                    self._changed.clear()
-                    await self._changed.wait()
-        except TimeoutError:
-            raise ServiceTimeout(
-                f"{len(matching())} of {count} worker(s) for {service or 'any service'} "
-                f"connected to {self.endpoint} within {timeout:g}s",
-                code="timeout",
-            ) from None
+        deadline = time.monotonic() + timeout
+        while len(found := matching()) < count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ServiceTimeout(
+                    f"{len(found)} of {count} worker(s) for {service or 'any service'} "
+                    f"connected to {self.endpoint} within {timeout:g}s",
+                    code="timeout",
+                )
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
         return found
 
     async def close(self) -> None:
