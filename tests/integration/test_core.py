@@ -321,6 +321,23 @@ def test_handler_killed_and_restarted_serves_again(served: Frontend) -> None:
     assert handler.pid in pids
 
 
+def test_sigterm_lets_in_flight_requests_finish(frontend: Frontend) -> None:
+    handler = frontend.start_handler(APP)
+    wait_serving(frontend)
+    with RawHTTPClient(frontend.http_port, timeout=15.0) as client:
+        client.send(b"GET /sleep?s=1.5 HTTP/1.1\r\nHost: x\r\n\r\n")
+        wait_for(
+            lambda: http_request(frontend.http_port, "GET", "/sleeping")[2] == b"1",
+            10.0,
+            what="the sleeping request",
+        )
+        handler.send_signal(signal.SIGTERM)
+        status, _, body = client.read_response()
+        assert (status, body) == (200, b"rested")
+    assert handler.wait(timeout=15.0) == 0
+    assert "stopping: no new requests; 1 in flight" in handler.log_text()
+
+
 def test_garbage_on_the_pull_socket_leaves_the_handler_serving(frontend: Frontend) -> None:
     context: zmq.Context[Any] = zmq.Context()
     push = context.socket(zmq.PUSH)

@@ -83,6 +83,25 @@ async def slow(request: Request) -> dict[str, Any]:
     return {"n": request.query.get("n"), "pid": os.getpid()}
 
 
+sleeping: list[str] = []
+
+
+@app.route("/sleep")
+async def sleep(request: Request) -> str:
+    """Sleep ``s`` seconds (for the graceful shutdown test); /sleeping tells who sleeps."""
+    sleeping.append(request.conn_id)
+    try:
+        await asyncio.sleep(float(request.query.get("s", "1")))
+    finally:
+        sleeping.remove(request.conn_id)
+    return "rested"
+
+
+@app.route("/sleeping")
+def sleeping_count(request: Request) -> str:
+    return str(len(sleeping))
+
+
 @app.route("/pid")
 def pid(request: Request) -> str:
     return str(os.getpid())
