@@ -23,6 +23,8 @@ system-deps:
 	  command -v mongrel2 >/dev/null || missing="$$missing mongrel2-core"; \
 	  command -v wrk >/dev/null || missing="$$missing wrk"; \
 	  [ -e /usr/include/zmq.h ] || missing="$$missing libzmq3-dev"; \
+	  command -v chromium >/dev/null || missing="$$missing chromium"; \
+	  command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing:$$missing"; \
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
