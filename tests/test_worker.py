@@ -165,14 +165,14 @@ async def test_heartbeats_go_on_during_a_long_job() -> None:
         worker = Worker(
             {"nap": lambda p: time.sleep(p) or "rested"},
             services=[d.endpoint],
-            heartbeat=0.05,
+            heartbeat=0.2,
             context=zmq.Context(),
         )
         thread = start(worker)
         try:
             await d.wait_for_workers(1)
-            # 20 heartbeat intervals: without heartbeats during the job it would be "lost".
-            assert await d.call("nap", 1.0) == "rested"
+            # 10 heartbeat intervals: without heartbeats during the job it would be "lost".
+            assert await d.call("nap", 2.0) == "rested"
         finally:
             worker.stop()
             await asyncio.to_thread(thread.join, 5)
@@ -183,7 +183,7 @@ async def test_graceful_stop_finishes_the_job_and_says_disconnect() -> None:
         worker = Worker(
             {"nap": lambda p: time.sleep(p) or p},
             services=[d.endpoint],
-            heartbeat=0.1,
+            heartbeat=0.2,
             context=zmq.Context(),
         )
         thread = start(worker)
