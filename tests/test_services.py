@@ -29,7 +29,7 @@ class Workers:
         self.running: list[tuple[Worker, threading.Thread]] = []
 
     def start(self, functions: dict[str, Callable[[Any], Any]], **kw: Any) -> Worker:
-        kw.setdefault("heartbeat", 0.1)
+        kw.setdefault("heartbeat", 0.2)
         worker = Worker(functions, context=zmq.Context(), **kw)
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()
