@@ -307,6 +307,36 @@ async def test_deliver_pushes_to_other_connections(
     await running.stop()
 
 
+async def test_handlers_run_as_tasks(context: zmq.asyncio.Context, front: FrontEnd) -> None:
+    """asyncio.timeout(), TaskGroup and current_task() need a task, from the first line on."""
+    app = App()
+
+    @app.route("/timeout")
+    async def with_timeout(request: Request) -> str:
+        assert asyncio.current_task() is not None
+        async with asyncio.timeout(5):
+            async with asyncio.TaskGroup() as group:
+                child = group.create_task(asyncio.sleep(0, "child"))
+        return f"ok {child.result()}"
+
+    @app.route("/expires")
+    async def expires(request: Request) -> str:
+        try:
+            async with asyncio.timeout(0.05):
+                await asyncio.sleep(10)
+        except TimeoutError:
+            return "timed out"
+        return "not timed out"
+
+    running = await start(app, front.endpoint, context=context)
+    await front.request(1, "/timeout")
+    await front.request(2, "/expires")
+    replies = {r.conn_ids[0]: bytes(r.body) for r in [await front.reply(), await front.reply()]}
+    assert replies["1"].endswith(b"ok child")
+    assert replies["2"].endswith(b"timed out")
+    await running.stop()
+
+
 def test_endpoints_pair_up() -> None:
     assert endpoints_from(None, None) == [Endpoint()]
     assert endpoints_from(["a", "b"], ["c", "d"]) == [Endpoint("a", "c"), Endpoint("b", "d")]

@@ -19,9 +19,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-import types
+import sys
 import uuid
-from collections.abc import Coroutine, Generator, Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -246,16 +246,10 @@ class HandlerServer:
             log.warning("dropped malformed message (%s): %r", exc, frame[:120])
             return
         self._outbox.routes[message.sender] = pub
-        coro = self._serve(message)
-        try:
-            # Run the request eagerly: most handlers answer without ever awaiting
-            # anything, and then no task, no scheduling, no extra loop turn is needed.
-            yielded = coro.send(None)
-        except StopIteration:
-            return
-        task = asyncio.get_running_loop().create_task(_resume(coro, yielded))
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
+        task = _start_task(self._serve(message))
+        if not task.done():
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -354,26 +348,22 @@ class _Reader:
         self.loop.call_soon(self.read)  # more may be waiting: let the loop breathe first
 
 
-@types.coroutine
-def _continue(coro: Coroutine[Any, Any, None], yielded: Any) -> Generator[Any, Any, None]:
-    """Carry on driving ``coro`` after its first step ran outside any task."""
-    while True:
-        try:
-            sent = yield yielded
-        except BaseException as exc:  # cancellation (or anything) thrown in by the task
-            try:
-                yielded = coro.throw(exc)
-            except StopIteration:
-                return
-        else:
-            try:
-                yielded = coro.send(sent)
-            except StopIteration:
-                return
+if sys.version_info >= (3, 12):
 
+    def _start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coro`` eagerly: inline, as the current task, until it first waits.
 
-async def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
-    await _continue(coro, yielded)
+        Most requests finish without waiting for anything, and then cost no
+        scheduling and no extra turn of the event loop.
+        """
+        return asyncio.Task(coro, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+
+else:
+
+    def _start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        # Python 3.11 has no eager tasks; running the first step outside a task would
+        # break asyncio.timeout(), TaskGroup and current_task() in handlers.
+        return asyncio.get_running_loop().create_task(coro)
 
 
 # ---------------------------------------------------------------------- running
