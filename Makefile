@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration system-deps bench clean
+.PHONY: demo test test-eager lint typecheck unit integration system-deps bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,9 +45,23 @@ integration: $(STAMP) system-deps
 
 test: $(STAMP) system-deps lint typecheck
 	$(VENV)/bin/pytest -q tests
+	$(MAKE) --no-print-directory test-eager
+
+# The runner starts requests as eager tasks on Python 3.12+ and as plain tasks on 3.11:
+# run the runner's tests and the core suite on a 3.12 too, when the machine has one.
+PY312 := $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12; do \
+	  $$p -c 'import sys' 2>/dev/null && { echo $$p; break; }; done)
+test-eager:
+ifneq ($(PY312),)
+	test -x .venv312/bin/python || $(PY312) -m venv .venv312
+	.venv312/bin/python -m pip install -q -e '.[dev]'
+	.venv312/bin/pytest -q -p no:cacheprovider tests/test_runner.py tests/integration/test_core.py
+else
+	@echo "test-eager: no python3.12 on this machine; the eager-task path was not run"
+endif
 
 bench: $(STAMP) system-deps
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv312 .mypy_cache .ruff_cache .pytest_cache

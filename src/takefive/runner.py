@@ -356,7 +356,8 @@ if sys.version_info >= (3, 12):
         Most requests finish without waiting for anything, and then cost no
         scheduling and no extra turn of the event loop.
         """
-        return asyncio.Task(coro, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+        loop = asyncio.get_running_loop()
+        return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
 
 else:
 
