@@ -25,6 +25,7 @@ system-deps:
 	  [ -e /usr/include/zmq.h ] || missing="$$missing libzmq3-dev"; \
 	  command -v chromium >/dev/null || missing="$$missing chromium"; \
 	  command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	  ruby -e 'require "ffi-rzmq"' 2>/dev/null || missing="$$missing ruby ruby-ffi-rzmq"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing:$$missing"; \
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
