@@ -962,3 +962,46 @@ def test_docs_examples_are_true() -> None:
         parse_request(frame)
     for frame in responses:
         parse_response(frame)
+
+
+# --------------------------------------------------------------------------- the fast path
+
+
+def _mutations(frame: bytes) -> list[bytes]:
+    """Every truncation of ``frame`` and every single-byte replacement by a few bytes."""
+    out = [frame[:cut] for cut in range(len(frame))]
+    for i in range(len(frame)):
+        out.extend(frame[:i] + bytes([b]) + frame[i + 1 :] for b in b' :,0}9"x[\xff')
+    return out
+
+
+@pytest.mark.parametrize("frame", VALID_REQUESTS)
+def test_fast_path_agrees_with_the_careful_path(frame: bytes) -> None:
+    parse_request(frame)  # the sender is now known
+    for candidate in [frame, *_mutations(frame)]:
+        fast = wire._parse_common(candidate)
+        if fast is None:
+            continue  # the careful path decides
+        careful = wire._parse_request(candidate)
+        assert fast == careful
+        assert type(fast) is Message and type(fast.headers) is dict
+
+
+def test_fast_path_takes_the_common_request() -> None:
+    parse_request(CAPTURED)
+    assert wire._parse_common(CAPTURED) == CAPTURED_MESSAGE
+    # tnetstring headers, list values and unknown senders go the careful way
+    assert wire._parse_common(CAPTURED_TNET) is None
+    assert wire._parse_common(VALID_REQUESTS[4]) is None
+    assert wire._parse_common(b"other-uuid" + CAPTURED[len(UUID_B) :]) is None
+
+
+def test_message_is_an_immutable_named_tuple() -> None:
+    msg = parse_request(CAPTURED)
+    assert msg == CAPTURED_MESSAGE
+    assert repr(msg).startswith("Message(sender=")
+    for name in ("sender", "conn_id", "path", "headers", "body"):
+        with pytest.raises(AttributeError):
+            setattr(msg, name, None)
+    with pytest.raises(TypeError):
+        msg[0] = "x"  # type: ignore[index]

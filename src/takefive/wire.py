@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
@@ -64,9 +63,8 @@ class ProtocolError(ValueError):
     """A message does not follow the wire protocol. The message says what is wrong."""
 
 
-@dataclass(slots=True, frozen=True)
-class Message:
-    """One decoded front end -> handler message."""
+class Message(NamedTuple):
+    """One decoded front end -> handler message (immutable: a named tuple)."""
 
     sender: str
     conn_id: str
@@ -201,6 +199,69 @@ def _sender_text(raw: bytes) -> str:
 
 def parse_request(data: bytes) -> Message:
     """Decode one front end -> handler message."""
+    if type(data) is bytes:
+        message = _parse_common(data)
+        if message is not None:
+            return message
+    return _parse_request(data)
+
+
+_new_message = tuple.__new__
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
+
+
+def _parse_common(data: bytes) -> Message | None:
+    """The common case in one pass: a known sender, JSON headers whose values are all
+    strings. Returns ``None`` for anything else, and :func:`_parse_request` then
+    decides (and says what is wrong)."""
+    sp1 = data.find(b" ")
+    sp2 = data.find(b" ", sp1 + 1)
+    sp3 = data.find(b" ", sp2 + 1)
+    if sp1 <= 0 or sp2 <= sp1 or sp3 <= sp2 + 1:
+        return None
+    sender = _senders.get(data[:sp1])
+    conn_id = data[sp1 + 1 : sp2]
+    start = sp3 + 1
+    colon = data.find(b":", start, start + _MAX_PREFIX_DIGITS + 1)
+    digits = data[start:colon]
+    if sender is None or not conn_id.isdigit() or colon < 0 or not digits.isdigit():
+        return None
+    head = colon + 1
+    end = head + int(digits)
+    if data[end : end + 1] != b",":
+        return None
+    # The body: "0:," (no body) or "LEN:BODY,", ending the frame.
+    start = end + 1
+    colon = data.find(b":", start, start + _MAX_PREFIX_DIGITS + 1)
+    digits = data[start:colon]
+    if colon < 0 or not digits.isdigit():
+        return None
+    body_end = colon + 1 + int(digits)
+    if body_end + 1 != len(data) or data[body_end] != 44:  # b","
+        return None
+    try:
+        headers = _loads(data[head:end])
+    except _JSONDecodeError:
+        return None
+    if type(headers) is not dict:
+        return None
+    for value in headers.values():
+        if type(value) is not str:
+            return None
+    return _new_message(
+        Message,
+        (
+            sender,
+            conn_id.decode("ascii"),
+            data[sp2 + 1 : sp3].decode("utf-8", "surrogateescape"),
+            headers,
+            data[colon + 1 : body_end],
+        ),
+    )
+
+
+def _parse_request(data: bytes) -> Message:
     if type(data) is not bytes:
         if not isinstance(data, bytes | bytearray | memoryview):
             raise ProtocolError(f"expected bytes, got {type(data).__name__}")
