@@ -1,4 +1,4 @@
-"""WebSocketHandler behind the real Mongrel2: handshake, text/binary echo, ping, close.
+"""WebSocketHandler behind each front end (Mongrel2, the gateway): handshake, echo, ping, close.
 
 The client is a raw socket speaking RFC 6455 with takefive.websocket's own framing
 (masked frames out, unmasked frames in); the server side is `takefive run` with an app
@@ -29,11 +29,11 @@ from takefive.websocket import (
     parse_close_payload,
 )
 
-from .harness import Mongrel2Factory
+from .harness import Frontend, http_request, wait_for
 
 pytestmark = pytest.mark.mongrel2
 
-APP = '''
+APP = """
 from takefive import App, HTTPError, WebSocketHandler
 
 app = App()
@@ -58,7 +58,7 @@ class Echo(WebSocketHandler):
             self.send(data[::-1])
         else:
             self.send("echo: " + data)
-'''
+"""
 
 
 class Client:
@@ -128,29 +128,27 @@ class Client:
 
 
 @pytest.fixture
-def server(mongrel2_factory: Mongrel2Factory, tmp_path: Path) -> tuple[str, int]:
+def server(frontend: Frontend, tmp_path: Path) -> tuple[str, int]:
+    """`takefive run` with the echo app behind each front end (Mongrel2, the gateway)."""
     app_dir = tmp_path / "wsapp"
     app_dir.mkdir()
     (app_dir / "ws_echo_app.py").write_text(textwrap.dedent(APP))
-    m2 = mongrel2_factory.start()
-    m2.start_handler("ws_echo_app:app", python_path=[app_dir])
+    frontend.start_handler("ws_echo_app:app", python_path=[app_dir])
     # The handler is ready when a plain request gets through.
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with socket.create_connection((m2.host, m2.http_port), timeout=5) as s:
-                s.sendall(b"GET /plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                data = b""
-                while chunk := s.recv(4096):
-                    data += chunk
-            if data.endswith(b"plain"):
-                break
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError("handler did not become ready")
-        time.sleep(0.1)
-    return m2.host, m2.http_port
+    wait_for(
+        lambda: _plain_answered(frontend.host, frontend.http_port),
+        20.0,
+        what="the WebSocket app answering /plain",
+    )
+    return frontend.host, frontend.http_port
+
+
+def _plain_answered(host: str, port: int) -> bool:
+    try:
+        status, _, body = http_request(port, "GET", "/plain", host=host, timeout=5.0)
+    except OSError:
+        return False
+    return status == 200 and body.endswith(b"plain")
 
 
 def test_websocket_round_trip(server: tuple[str, int]) -> None:
