@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from takefive import response as response_module
 from takefive.response import (
+    TEXT,
     HTMLResponse,
     HTTPError,
     JSONResponse,
@@ -364,3 +366,57 @@ def test_header_checks_apply_to_every_use_of_a_name() -> None:
         r.headers["X-Ok"] = "\n"
     with pytest.raises(ValueError):
         r.headers.add("X-\x7f", "v")
+
+
+# --------------------------------------------------------------------------- the fast paths
+
+
+def _fast_path_cases() -> list[Response]:
+    return [
+        PlainTextResponse("Hello, World!"),
+        JSONResponse({"a": 1}),
+        HTMLResponse("<p>x</p>", status=404),
+        Response(b"raw"),
+        Response("text", content_type="text/x-custom"),
+        Response(b"", status=204, content_type="text/plain"),
+        Response(b"", status=304),
+        Response(b"x", headers={"Content-Length": "99"}),
+        Response(b"x", headers={"Connection": "keep-alive"}),
+        Response(b"x", headers={"Transfer-Encoding": "chunked"}),
+        Response(b"x", headers=[("X-A", "1"), ("X-A", "2")]),
+        Response("caf\u00e9", content_type="text/plain; name=caf\u00e9"),
+        Response(b""),
+    ]
+
+
+@pytest.mark.parametrize("head", [False, True])
+@pytest.mark.parametrize("keep_alive", [True, False])
+def test_render_cache_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch, head: bool, keep_alive: bool
+) -> None:
+    monkeypatch.setattr(response_module, "_PREFIXES", {})
+    monkeypatch.setattr(response_module, "_PREFIXES_MAX", 0)
+    reference = [r.render(head=head, keep_alive=keep_alive) for r in _fast_path_cases()]
+    monkeypatch.setattr(response_module, "_PREFIXES_MAX", 256)
+    for _ in range(3):  # the first round fills the cache, the next ones use it
+        rendered = [r.render(head=head, keep_alive=keep_alive) for r in _fast_path_cases()]
+        assert rendered == reference
+    if keep_alive and not head:
+        assert response_module._PREFIXES  # it was used
+
+
+def test_render_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(response_module, "_PREFIXES", {})
+    for i in range(1000):
+        Response(b"x", content_type=f"text/x-{i}").render()
+        Response(b"x", headers={f"X-{i}": "v" * 300}).render()
+    assert len(response_module._PREFIXES) <= response_module._PREFIXES_MAX
+    assert len(response_module._CHECKED_TYPES) <= 256
+
+
+def test_checked_content_types_are_still_checked() -> None:
+    with pytest.raises(ValueError):
+        Response("x", content_type="text/plain\r\nX-Injected: 1")
+    with pytest.raises(ValueError):
+        Response("x", content_type="text/plain\r\nX-Injected: 1")  # not remembered as good
+    assert PlainTextResponse("x").headers.items() == [("Content-Type", TEXT)]

@@ -152,6 +152,9 @@ def _check_header(name: str, value: str) -> None:
         raise ValueError(f"header {name!r}: value must not contain CR, LF or NUL")
 
 
+_new = object.__new__
+
+
 class ResponseHeaders:
     """Ordered, mutable, case-insensitive response headers; names keep their case.
 
@@ -170,6 +173,13 @@ class ResponseHeaders:
         pairs = headers.items() if isinstance(headers, Mapping) else headers
         for name, value in pairs:
             self.add(name, value)
+
+    @classmethod
+    def _one(cls, value: str) -> ResponseHeaders:
+        """``Content-Type: value`` alone, for a value already checked (the fast path)."""
+        headers = _new(cls)
+        headers._items = [("Content-Type", value)]
+        return headers
 
     def add(self, name: str, value: str) -> None:
         """Append one header, keeping any others of the same name."""

@@ -47,6 +47,15 @@ TEXT = "text/plain; charset=utf-8"
 HTML = "text/html; charset=utf-8"
 JSON = "application/json"
 OCTETS = "application/octet-stream"
+CONTENT_TYPE = "Content-Type"
+
+#: Content-Type values that passed the header checks (bounded: types come from code).
+_CHECKED_TYPES: set[str] = {TEXT, HTML, JSON, OCTETS}
+_content_type_only = ResponseHeaders._one
+#: Rendered ``status line + one header + "Content-Length: "`` for the common responses,
+#: keyed by (status, (name, value)); bounded, and holds only immutable strings and bytes.
+_PREFIXES: dict[tuple[int, tuple[str, str]], bytes] = {}
+_PREFIXES_MAX = 256
 
 
 def reason_phrase(status: int) -> str:
@@ -189,15 +198,33 @@ class Response:
         headers: HeadersInit = None,
         content_type: str | None = None,
     ) -> None:
-        self.status = _check_status(status)
-        self.headers = ResponseHeaders(headers)
-        data, default_type = self._encode(body)
+        self.status = status if type(status) is int and status in _STATUS_LINES else (
+            _check_status(status)
+        )
+        if headers is not None:
+            self.headers = ResponseHeaders(headers)
+        # The common bodies inline; the rest (and the errors) in _encode.
+        if type(body) is str:
+            data = body.encode("utf-8", "surrogateescape")
+            default_type: str | None = self.text_type
+        elif type(body) is bytes:
+            data = body
+            default_type = OCTETS if body else None
+        else:
+            data, default_type = self._encode(body)
         self.body: bytes = data
         if headers is None:  # fast path: nothing to replace
             ctype = content_type if content_type is not None else default_type
-            if ctype is not None:
-                self.headers.add("Content-Type", ctype)
-        elif content_type is not None:
+            if ctype is None:
+                self.headers = ResponseHeaders()
+            elif type(ctype) is str and ctype in _CHECKED_TYPES:
+                self.headers = _content_type_only(ctype)
+            else:
+                self.headers = ResponseHeaders(((CONTENT_TYPE, ctype),))
+                if len(_CHECKED_TYPES) < 256 and type(ctype) is str and len(ctype) < 256:
+                    _CHECKED_TYPES.add(ctype)
+            return
+        if content_type is not None:
             self.headers["Content-Type"] = content_type
         elif default_type is not None and "content-type" not in self.headers:
             self.headers.add("Content-Type", default_type)
@@ -290,11 +317,21 @@ class Response:
         """
         status = self.status
         body = self.body
+        items = self.headers._items
+        if keep_alive and not head and len(items) == 1:
+            key = (status, items[0])
+            prefix = _PREFIXES.get(key)
+            if prefix is not None:
+                return b"%b%d\r\n\r\n%b" % (prefix, len(body), body)
+            cacheable = len(_PREFIXES) < _PREFIXES_MAX and len(items[0][0] + items[0][1]) < 256
+        else:
+            cacheable = False
         lines: list[str] = []
         chunked = False
-        for name, value in self.headers._items:
+        for name, value in items:
             lower = name.lower()
             if lower == "content-length":
+                cacheable = False
                 continue
             if lower == "connection" and not keep_alive:
                 continue
@@ -303,8 +340,14 @@ class Response:
             lines.append(f"{name}: {value}\r\n")
         if status in _NO_BODY:
             body = b""
+            cacheable = False
         elif chunked:
             body = chunk(body)
+            cacheable = False
+        elif cacheable:
+            prefix = _status_line(status) + _encode_header_block(lines) + b"Content-Length: "
+            _PREFIXES[key] = prefix
+            return b"%b%d\r\n\r\n%b" % (prefix, len(body), body)
         else:
             lines.append(f"Content-Length: {len(body)}\r\n")
         if not keep_alive:
