@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -14,39 +12,11 @@ import zmq
 
 from takefive import workproto as wp
 from takefive.jobs import BlockingJobPool, JobError, JobPool, JobTimeout
-from takefive.worker import Worker
+from workerthreads import Workers, workers_fixture  # noqa: F401
 
 
 def _fail(payload: Any) -> Any:
     raise ValueError(f"bad {payload}")
-
-
-class Workers:
-    """Workers running in threads of this process (real sockets, real protocol)."""
-
-    def __init__(self) -> None:
-        self.running: list[tuple[Worker, threading.Thread]] = []
-
-    def start(self, functions: dict[str, Callable[[Any], Any]], **kw: Any) -> Worker:
-        worker = Worker(functions, context=zmq.Context(), **kw)
-        thread = threading.Thread(target=worker.run, daemon=True)
-        thread.start()
-        self.running.append((worker, thread))
-        return worker
-
-    def stop(self) -> None:
-        for worker, _ in self.running:
-            worker.stop()
-        for _, thread in self.running:
-            thread.join(timeout=10)
-            assert not thread.is_alive()
-
-
-@pytest.fixture
-def workers() -> Iterator[Workers]:
-    w = Workers()
-    yield w
-    w.stop()
 
 
 async def test_jobs_spread_round_robin_over_three_workers(workers: Workers) -> None:
@@ -181,3 +151,12 @@ def test_blocking_pool_from_a_plain_script(workers: Workers) -> None:
         assert [pool.submit("double", i) for i in range(20)] == [2 * i for i in range(20)]
         with pytest.raises(JobError, match="no function"):
             pool.submit("triple", 1)
+
+
+def test_blocking_pool_after_close_says_closed() -> None:
+    pool = BlockingJobPool(timeout=1)
+    pool.close()
+    pool.close()  # again: nothing happens
+    with pytest.raises(JobError, match="closed") as info:
+        pool.submit("echo", 1)
+    assert info.value.code == "closed"

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -21,34 +19,7 @@ from takefive.services import (
     ServiceTimeout,
     WorkerLost,
 )
-from takefive.worker import Worker
-
-
-class Workers:
-    def __init__(self) -> None:
-        self.running: list[tuple[Worker, threading.Thread]] = []
-
-    def start(self, functions: dict[str, Callable[[Any], Any]], **kw: Any) -> Worker:
-        kw.setdefault("heartbeat", 0.2)
-        worker = Worker(functions, context=zmq.Context(), **kw)
-        thread = threading.Thread(target=worker.run, daemon=True)
-        thread.start()
-        self.running.append((worker, thread))
-        return worker
-
-    def stop(self) -> None:
-        for worker, _ in self.running:
-            worker.stop()
-        for _, thread in self.running:
-            thread.join(timeout=10)
-            assert not thread.is_alive()
-
-
-@pytest.fixture
-def workers() -> Iterator[Workers]:
-    w = Workers()
-    yield w
-    w.stop()
+from workerthreads import Workers, workers_fixture  # noqa: F401
 
 
 class RawWorker:
@@ -256,3 +227,13 @@ def test_blocking_dispatcher_from_a_plain_script(workers: Workers) -> None:
         assert d.workers()[0].services == ("square",)
         with pytest.raises(ServiceTimeout):
             d.call("cube", 1, timeout=0.2)
+
+
+def test_blocking_dispatcher_after_close_says_closed() -> None:
+    d = BlockingDispatcher(timeout=1)
+    d.close()
+    d.close()  # again: nothing happens
+    for method in (lambda: d.call("echo", 1), d.workers, lambda: d.wait_for_workers(1)):
+        with pytest.raises(ServiceError, match="closed") as info:
+            method()
+        assert info.value.code == "closed"

@@ -1,22 +1,42 @@
-"""Run asyncio objects from synchronous code: one event loop in a daemon thread."""
+"""Asyncio plumbing shared by the workers layer (jobs, services, events).
+
+* :class:`LoopThread`: one event loop in a daemon thread; :meth:`LoopThread.run`
+  blocks on a coroutine from any other thread.
+* :class:`BlockingClient`: the synchronous face of an async client
+  (``BlockingJobPool``, ``BlockingDispatcher``), built on a :class:`LoopThread`.
+* :class:`Closing` / :class:`AsyncClosing`: ``with`` / ``async with`` that close.
+* :func:`deadline`: a timer that fails a future with :class:`TimeoutError`.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["LoopThread"]
+__all__ = ["AsyncClosing", "BlockingClient", "Closing", "LoopStopped", "LoopThread", "deadline"]
+
+
+class LoopStopped(RuntimeError):
+    """:meth:`LoopThread.run` was called after (or raced with) :meth:`LoopThread.stop`."""
 
 
 class LoopThread:
-    """An event loop running in its own daemon thread; :meth:`run` blocks on a coroutine."""
+    """An event loop running in its own daemon thread; :meth:`run` blocks on a coroutine.
+
+    Safe to use from several threads at once. After :meth:`stop` (which may be
+    called more than once) :meth:`run` raises :class:`LoopStopped`, and so does a
+    :meth:`run` still waiting when :meth:`stop` is called: nothing waits forever.
+    """
 
     def __init__(self, name: str = "takefive-loop") -> None:
         self.loop = asyncio.new_event_loop()
+        self._lock = threading.Lock()
+        self._stopped = False
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()
 
@@ -29,11 +49,123 @@ class LoopThread:
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError("LoopThread.run called from its own loop")
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        with self._lock:  # stop() cannot slip in between the check and the scheduling
+            if self._stopped:
+                coro.close()
+                raise LoopStopped(f"the {self._thread.name} event loop is stopped")
+            future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            if not self._stopped:
+                raise
+            raise LoopStopped(f"the {self._thread.name} event loop was stopped") from None
 
     def stop(self) -> None:
-        if self.loop.is_closed():
-            return
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=5)
-        self.loop.close()
+        """Cancel what still runs on the loop, stop it and close it."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        if self._thread.is_alive():
+            shutdown = asyncio.run_coroutine_threadsafe(_cancel_all(), self.loop)
+            try:
+                shutdown.result(timeout=5)
+            finally:
+                self.loop.call_soon_threadsafe(self.loop.stop)
+                self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+async def _cancel_all() -> None:
+    me = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks() if task is not me]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
+def deadline(future: asyncio.Future[Any], seconds: float) -> asyncio.TimerHandle:
+    """Fail ``future`` with :class:`TimeoutError` in ``seconds`` unless it is done by then.
+
+    A timer, not ``asyncio.timeout()``: handlers may run their first step outside a
+    Task. Cancel the returned handle once the future is done.
+    """
+    return future.get_loop().call_later(seconds, _expire, future)
+
+
+class Closing:
+    """``with obj: ...`` calls ``obj.close()`` at the end."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class AsyncClosing:
+    """``async with obj: ...`` awaits ``obj.close()`` at the end."""
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+class _AsyncClient(Protocol):
+    async def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=_AsyncClient)
+
+
+class BlockingClient(Closing, Generic[C]):
+    """An async client (``make()``, called on the loop) driven from synchronous code.
+
+    Its loop runs in a daemon thread, so the client's own tasks (receivers,
+    heartbeats) go on between calls; :meth:`_run` may be called from several
+    threads at once. After :meth:`close`, :meth:`_run` raises
+    ``closed_error()`` (and :meth:`close` again does nothing).
+    """
+
+    def __init__(
+        self, thread_name: str, make: Callable[[], C], closed_error: Callable[[], Exception]
+    ) -> None:
+        self._thread = LoopThread(thread_name)
+        self._closed_error = closed_error
+
+        async def create() -> C:
+            return make()
+
+        try:
+            self._client: C = self._thread.run(create())
+        except BaseException:
+            self._thread.stop()
+            raise
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            return self._thread.run(coro)
+        except LoopStopped:
+            raise self._closed_error() from None
+
+    def close(self) -> None:
+        try:
+            self._thread.run(self._client.close())
+        except LoopStopped:
+            return  # closed already
+        self._thread.stop()

@@ -7,7 +7,7 @@ from typing import Any
 
 import zmq
 
-__all__ = ["send_frames"]
+__all__ = ["last_endpoint", "send_frames"]
 
 # Plain ints: pyzmq's send_multipart combines IntFlag members on every frame, which
 # costs more than the send itself for small frames (7 us -> 2 us for 5 frames).
@@ -26,3 +26,9 @@ def send_frames(sock: zmq.Socket[Any], frames: Sequence[bytes], flags: int = 0) 
     last = len(frames) - 1
     for i, frame in enumerate(frames):
         send(frame, more if i < last else flags)
+
+
+def last_endpoint(sock: zmq.Socket[Any]) -> str:
+    """The endpoint ``sock`` last bound, with the port chosen for ``tcp://host:*``."""
+    raw = sock.getsockopt(zmq.LAST_ENDPOINT)
+    return raw.decode() if isinstance(raw, bytes) else str(raw)

@@ -31,13 +31,14 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
 import zmq
 import zmq.asyncio
 
 from takefive import workproto as wp
+from takefive._sync import Closing
+from takefive._zmqutil import last_endpoint
 
 __all__ = [
     "BlockingSubscriber",
@@ -50,6 +51,8 @@ __all__ = [
 
 log = logging.getLogger("takefive.events")
 
+S = TypeVar("S", bound=zmq.Socket[Any])
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -59,13 +62,20 @@ class Event:
     data: Any
 
 
-def _endpoints(endpoints: str | Sequence[str]) -> list[str]:
-    return [endpoints] if isinstance(endpoints, str) else list(endpoints)
+def _attach(sock: zmq.Socket[Any], endpoints: str | Sequence[str], bind: bool) -> str:
+    """Bind or connect ``sock`` to every endpoint (closing it if one fails).
 
-
-def _last_endpoint(sock: zmq.Socket[Any]) -> str:
-    raw = sock.getsockopt(zmq.LAST_ENDPOINT)
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
+    Returns the endpoint to show: the one bound last (its port chosen), or the first
+    one connected to.
+    """
+    endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+    try:
+        for endpoint in endpoints:
+            (sock.bind if bind else sock.connect)(endpoint)
+    except zmq.ZMQError:
+        sock.close(0)
+        raise
+    return last_endpoint(sock) if bind else endpoints[0]
 
 
 def _decode(frames: Sequence[bytes]) -> Event | None:
@@ -77,7 +87,7 @@ def _decode(frames: Sequence[bytes]) -> Event | None:
         return None
 
 
-class Publisher:
+class Publisher(Closing):
     """Publish events. Never blocks: a subscriber past its high-water mark loses messages.
 
     ``bind=True`` (default) binds ``endpoints`` (read the chosen one back from
@@ -100,13 +110,7 @@ class Publisher:
         self.socket: zmq.Socket[bytes] = self._ctx.socket(zmq.PUB)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.SNDHWM, hwm)
-        try:
-            for endpoint in _endpoints(endpoints):
-                (self.socket.bind if bind else self.socket.connect)(endpoint)
-        except zmq.ZMQError:
-            self.socket.close(0)
-            raise
-        self.endpoint = _last_endpoint(self.socket) if bind else _endpoints(endpoints)[0]
+        self.endpoint = _attach(self.socket, endpoints, bind)
 
     def publish(self, topic: str, data: Any = None, *, encoding: str | None = None) -> None:
         """Publish ``data`` under ``topic`` (dropped if nobody subscribed)."""
@@ -118,35 +122,29 @@ class Publisher:
         """Close, giving queued messages up to ``linger`` seconds to leave."""
         self.socket.close(int(linger * 1000))
 
-    def __enter__(self) -> Publisher:
-        return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+class _SubscriberBase(Generic[S]):
+    """A SUB socket; ``context`` defaults to the shared instance of ``_context_type``."""
 
+    _context_type: ClassVar[type[zmq.Context[Any]]]
 
-class _SubscriberBase:
-    socket: Any  # zmq.Socket (blocking) or zmq.asyncio.Socket
-
-    def _setup(
+    def __init__(
         self,
         endpoints: str | Sequence[str],
-        topics: Iterable[str],
-        bind: bool,
-        hwm: int,
+        topics: Iterable[str] = ("",),
+        *,
+        bind: bool = False,
+        hwm: int = 1000,
+        context: zmq.Context[S] | None = None,
     ) -> None:
-        sock = self.socket
+        ctx = context or self._context_type.instance()
+        sock: S = ctx.socket(zmq.SUB)
+        self.socket = sock
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, hwm)
         for topic in topics:
             sock.setsockopt(zmq.SUBSCRIBE, topic.encode("utf-8"))
-        try:
-            for endpoint in _endpoints(endpoints):
-                (sock.bind if bind else sock.connect)(endpoint)
-        except zmq.ZMQError:
-            sock.close(0)
-            raise
-        self.endpoint = _last_endpoint(sock) if bind else _endpoints(endpoints)[0]
+        self.endpoint = _attach(sock, endpoints, bind)
 
     def subscribe(self, topic: str) -> None:
         self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode("utf-8"))
@@ -158,25 +156,15 @@ class _SubscriberBase:
         self.socket.close(0)
 
 
-class Subscriber(_SubscriberBase):
+class Subscriber(_SubscriberBase[zmq.asyncio.Socket]):
     """Receive events in async code: ``await sub.recv()`` or ``async for event in sub``.
 
     ``topics`` are prefixes (default: everything). ``bind=False`` (default)
     connects to every endpoint in ``endpoints``; ``bind=True`` binds them.
+    ``context``, if given, is a ``zmq.asyncio.Context``.
     """
 
-    def __init__(
-        self,
-        endpoints: str | Sequence[str],
-        topics: Iterable[str] = ("",),
-        *,
-        bind: bool = False,
-        hwm: int = 1000,
-        context: zmq.asyncio.Context | None = None,
-    ) -> None:
-        ctx = context or zmq.asyncio.Context.instance()
-        self.socket = ctx.socket(zmq.SUB)
-        self._setup(endpoints, topics, bind, hwm)
+    _context_type = zmq.asyncio.Context
 
     async def recv(self) -> Event:
         """The next well-formed event (bad ones are logged and dropped)."""
@@ -196,30 +184,18 @@ class Subscriber(_SubscriberBase):
     async def __aenter__(self) -> Subscriber:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.close()
 
 
-class BlockingSubscriber(_SubscriberBase):
-    """Receive events in synchronous code: ``sub.recv(timeout=1.0)``."""
+class BlockingSubscriber(_SubscriberBase[zmq.Socket[bytes]], Closing):
+    """Receive events in synchronous code: ``sub.recv(timeout=1.0)``.
 
-    def __init__(
-        self,
-        endpoints: str | Sequence[str],
-        topics: Iterable[str] = ("",),
-        *,
-        bind: bool = False,
-        hwm: int = 1000,
-        context: zmq.Context[zmq.Socket[bytes]] | None = None,
-    ) -> None:
-        ctx = context or zmq.Context.instance()
-        self.socket = ctx.socket(zmq.SUB)
-        self._setup(endpoints, topics, bind, hwm)
+    ``topics``, ``bind`` and ``hwm`` as for :class:`Subscriber`; ``context``, if
+    given, is a plain ``zmq.Context``.
+    """
+
+    _context_type = zmq.Context
 
     def recv(self, timeout: float | None = None) -> Event | None:
         """The next event, or ``None`` if none arrives within ``timeout`` seconds."""
@@ -230,12 +206,6 @@ class BlockingSubscriber(_SubscriberBase):
             event = _decode(self.socket.recv_multipart())
             if event is not None:
                 return event
-
-    def __enter__(self) -> BlockingSubscriber:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 class EventProxy:
@@ -269,8 +239,8 @@ class EventProxy:
             raise
         self._stopper = self._ctx.socket(zmq.PAIR)
         self._stopper.connect(self._control_addr)
-        self.xsub_endpoint = _last_endpoint(self._xsub)
-        self.xpub_endpoint = _last_endpoint(self._xpub)
+        self.xsub_endpoint = last_endpoint(self._xsub)
+        self.xpub_endpoint = last_endpoint(self._xpub)
         self._lock = threading.Lock()
 
     def run(self) -> None:

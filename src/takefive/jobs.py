@@ -28,15 +28,14 @@ import contextlib
 import itertools
 import logging
 import os
-from types import TracebackType
 from typing import Any
 
 import zmq
 import zmq.asyncio
 
 from takefive import workproto as wp
-from takefive._sync import LoopThread
-from takefive._zmqutil import send_frames
+from takefive._sync import AsyncClosing, BlockingClient, deadline
+from takefive._zmqutil import last_endpoint, send_frames
 from takefive.workproto import WorkError
 
 __all__ = ["BlockingJobPool", "JobError", "JobPool", "JobTimeout", "WorkError"]
@@ -58,17 +57,7 @@ _MAYBE_LOST = (
 )
 
 
-def _expire(fut: asyncio.Future[Any]) -> None:
-    if not fut.done():
-        fut.set_exception(TimeoutError())
-
-
-def _last_endpoint(sock: zmq.Socket[Any]) -> str:
-    raw = sock.getsockopt(zmq.LAST_ENDPOINT)
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
-
-
-class JobPool:
+class JobPool(AsyncClosing):
     """The caller's side of a job pool. Binds at construction; use from one event loop.
 
     ``jobs_endpoint`` and ``results_endpoint`` may end in ``:*`` (a free port);
@@ -108,8 +97,8 @@ class JobPool:
         # Plain sockets on the same handles, for sends and reads that cannot block.
         self._jobs_out: zmq.Socket[bytes] = zmq.Socket.shadow(self._jobs.underlying)
         self._results_now: zmq.Socket[bytes] = zmq.Socket.shadow(self._results.underlying)
-        self.endpoint = _last_endpoint(self._jobs)
-        self.results_endpoint = _last_endpoint(self._results)
+        self.endpoint = last_endpoint(self._jobs)
+        self.results_endpoint = last_endpoint(self._results)
         self.reply_to = reply_to or self.results_endpoint
         self._prefix = os.urandom(4).hex().encode() + b"-"
         self._ids = itertools.count(1)
@@ -118,17 +107,6 @@ class JobPool:
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
-
-    async def __aenter__(self) -> JobPool:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Stop collecting results; pending :meth:`submit` calls fail with ``JobError``."""
@@ -186,7 +164,7 @@ class JobPool:
             answer = await self._submit_slowly(job_id, name, frames, fut, timeout)
         else:
             # The fast path: one future and one timer per job.
-            timer = loop.call_later(timeout, _expire, fut)
+            timer = deadline(fut, timeout)
             try:
                 answer = await fut
             except TimeoutError:
@@ -199,21 +177,7 @@ class JobPool:
             finally:
                 timer.cancel()
                 self._pending.pop(job_id, None)
-        if isinstance(answer, wp.Error):
-            raise JobError(
-                f"job {job_id.decode()} ({name}) failed on the worker [{answer.code}]: "
-                f"{answer.message}",
-                code=answer.code,
-                job_id=job_id,
-            )
-        try:
-            return wp.decode_payload(answer.payload, answer.encoding)
-        except wp.ProtocolError as exc:
-            raise JobError(
-                f"job {job_id.decode()} ({name}): the worker's result cannot be decoded: {exc}",
-                code="bad-reply",
-                job_id=job_id,
-            ) from None
+        return wp.reply_value(answer, f"job {job_id.decode()} ({name})", JobError)
 
     async def _submit_slowly(
         self,
@@ -223,11 +187,9 @@ class JobPool:
         fut: asyncio.Future[wp.Reply | wp.Error],
         timeout: float,  # noqa: ASYNC109
     ) -> wp.Reply | wp.Error:
-        # Timers, not asyncio.timeout(): handlers may run their first step outside a Task.
-        loop = asyncio.get_running_loop()
         send: asyncio.Future[Any] = asyncio.ensure_future(self._jobs.send_multipart(frames))
         send.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved
-        timer = loop.call_later(timeout, _expire, fut)
+        timer = deadline(fut, timeout)
 
         def stop_sending(_: object) -> None:
             if not send.done():
@@ -278,11 +240,12 @@ class JobPool:
                 on_result(frames)
 
 
-class BlockingJobPool:
+class BlockingJobPool(BlockingClient[JobPool]):
     """:class:`JobPool` for synchronous code: ``pool.submit(...)`` blocks.
 
     It runs its own event loop in a daemon thread; it is safe to call from
-    several threads at once.
+    several threads at once. After :meth:`close`, ``submit`` raises
+    :class:`JobError` (code ``closed``).
     """
 
     def __init__(
@@ -291,18 +254,13 @@ class BlockingJobPool:
         results_endpoint: str = "tcp://127.0.0.1:*",
         **options: Any,
     ) -> None:
-        self._thread = LoopThread("takefive-jobs")
-
-        async def make() -> JobPool:
-            return JobPool(jobs_endpoint, results_endpoint, **options)
-
-        try:
-            self._pool = self._thread.run(make())
-        except BaseException:
-            self._thread.stop()
-            raise
-        self.endpoint = self._pool.endpoint
-        self.results_endpoint = self._pool.results_endpoint
+        super().__init__(
+            "takefive-jobs",
+            lambda: JobPool(jobs_endpoint, results_endpoint, **options),
+            lambda: JobError("the job pool is closed", code="closed"),
+        )
+        self.endpoint = self._client.endpoint
+        self.results_endpoint = self._client.results_endpoint
 
     def submit(
         self,
@@ -312,16 +270,4 @@ class BlockingJobPool:
         timeout: float | None = None,
         encoding: str | None = None,
     ) -> Any:
-        return self._thread.run(
-            self._pool.submit(name, payload, timeout=timeout, encoding=encoding)
-        )
-
-    def close(self) -> None:
-        self._thread.run(self._pool.close())
-        self._thread.stop()
-
-    def __enter__(self) -> BlockingJobPool:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        return self._run(self._client.submit(name, payload, timeout=timeout, encoding=encoding))

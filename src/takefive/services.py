@@ -36,15 +36,14 @@ import os
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import zmq
 import zmq.asyncio
 
 from takefive import workproto as wp
-from takefive._sync import LoopThread
-from takefive._zmqutil import send_frames
+from takefive._sync import AsyncClosing, BlockingClient, deadline
+from takefive._zmqutil import last_endpoint, send_frames
 from takefive.workproto import WorkError
 
 __all__ = [
@@ -58,11 +57,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("takefive.services")
-
-
-def _expire(fut: asyncio.Future[Any]) -> None:
-    if not fut.done():
-        fut.set_exception(TimeoutError())
 
 
 class ServiceError(WorkError):
@@ -121,7 +115,7 @@ class _Worker:
     calls_done: int = 0
 
 
-class Dispatcher:
+class Dispatcher(AsyncClosing):
     """The caller's side of takefive services: binds a ROUTER that workers connect to.
 
     Create it inside a running event loop (it binds at once; ``endpoint`` may end
@@ -157,8 +151,7 @@ class Dispatcher:
         except zmq.ZMQError:
             self._router.close(0)
             raise
-        raw = self._router.getsockopt(zmq.LAST_ENDPOINT)
-        self.endpoint: str = raw.decode() if isinstance(raw, bytes) else str(raw)
+        self.endpoint = last_endpoint(self._router)
         # Sends never block on a ROUTER: use a plain socket on the same handle.
         self._out: zmq.Socket[bytes] = zmq.Socket.shadow(self._router.underlying)
         self._workers: dict[bytes, _Worker] = {}
@@ -175,17 +168,6 @@ class Dispatcher:
         ]
 
     # ------------------------------------------------------------------ public API
-
-    async def __aenter__(self) -> Dispatcher:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def call(
         self,
@@ -222,8 +204,7 @@ class Dispatcher:
             future=self._loop.create_future(),
         )
         self._submit(call)
-        # A timer, not asyncio.timeout(): handlers may run their first step outside a Task.
-        timer = self._loop.call_later(timeout, _expire, call.future)
+        timer = deadline(call.future, timeout)
         try:
             answer = await call.future
         except TimeoutError:
@@ -243,21 +224,7 @@ class Dispatcher:
             timer.cancel()
             if not call.future.done():
                 call.future.cancel()
-        if isinstance(answer, wp.Error):
-            raise ServiceError(
-                f"call {job_id.decode()} to {service!r} failed on worker "
-                f"[{answer.code}]: {answer.message}",
-                code=answer.code,
-                job_id=job_id,
-            )
-        try:
-            return wp.decode_payload(answer.payload, answer.encoding)
-        except wp.ProtocolError as exc:
-            raise ServiceError(
-                f"call {job_id.decode()} to {service!r}: the reply cannot be decoded: {exc}",
-                code="bad-reply",
-                job_id=job_id,
-            ) from None
+        return wp.reply_value(answer, f"call {job_id.decode()} to {service!r}", ServiceError)
 
     def workers(self) -> list[WorkerStatus]:
         """The workers connected now (ready or busy)."""
@@ -510,25 +477,21 @@ class Dispatcher:
             expected = min(expected, time.monotonic())  # woken early: no lag
 
 
-class BlockingDispatcher:
+class BlockingDispatcher(BlockingClient[Dispatcher]):
     """:class:`Dispatcher` for synchronous code: ``call(...)`` blocks.
 
     It runs its own event loop in a daemon thread (so heartbeats go on while
     your script does other things) and may be called from several threads.
+    After :meth:`close`, its methods raise :class:`ServiceError` (code ``closed``).
     """
 
     def __init__(self, endpoint: str = "tcp://127.0.0.1:*", **options: Any) -> None:
-        self._thread = LoopThread("takefive-services")
-
-        async def make() -> Dispatcher:
-            return Dispatcher(endpoint, **options)
-
-        try:
-            self._dispatcher = self._thread.run(make())
-        except BaseException:
-            self._thread.stop()
-            raise
-        self.endpoint = self._dispatcher.endpoint
+        super().__init__(
+            "takefive-services",
+            lambda: Dispatcher(endpoint, **options),
+            lambda: ServiceError("the dispatcher is closed", code="closed"),
+        )
+        self.endpoint = self._client.endpoint
 
     def call(
         self,
@@ -540,8 +503,8 @@ class BlockingDispatcher:
         retries: int | None = None,
         encoding: str | None = None,
     ) -> Any:
-        return self._thread.run(
-            self._dispatcher.call(
+        return self._run(
+            self._client.call(
                 service,
                 payload,
                 timeout=timeout,
@@ -553,21 +516,11 @@ class BlockingDispatcher:
 
     def workers(self) -> list[WorkerStatus]:
         async def get() -> list[WorkerStatus]:
-            return self._dispatcher.workers()
+            return self._client.workers()
 
-        return self._thread.run(get())
+        return self._run(get())
 
     def wait_for_workers(
         self, count: int = 1, service: str | None = None, timeout: float = 10.0
     ) -> list[WorkerStatus]:
-        return self._thread.run(self._dispatcher.wait_for_workers(count, service, timeout))
-
-    def close(self) -> None:
-        self._thread.run(self._dispatcher.close())
-        self._thread.stop()
-
-    def __enter__(self) -> BlockingDispatcher:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        return self._run(self._client.wait_for_workers(count, service, timeout))

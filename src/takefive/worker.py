@@ -202,23 +202,26 @@ class Worker:
             return None
         return msg
 
+    def _serve_queued_job(self, pull: zmq.Socket[bytes]) -> bool:
+        """Serve the next job already queued on ``pull``; False when there is none."""
+        try:
+            frames = pull.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        request = self._handle_job_frames(frames)
+        if request is not None:
+            self._send_result(request.reply_to, run_function(self.functions, request))
+            self.jobs_done += 1
+        return True
+
     def _run_inline(self) -> None:
         pull = self._open_pull()
-        functions = self.functions
         while not self._stop.is_set():
             if not pull.poll(int(_MAX_POLL * 1000)):
                 continue
             # Drain what is queued before polling again.
             for _ in range(1000):
-                try:
-                    frames = pull.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                request = self._handle_job_frames(frames)
-                if request is not None:
-                    self._send_result(request.reply_to, run_function(functions, request))
-                    self.jobs_done += 1
-                if self._stop.is_set():
+                if not self._serve_queued_job(pull) or self._stop.is_set():
                     break
         self._drain_pull()
 
@@ -232,15 +235,8 @@ class Worker:
                 pull.disconnect(endpoint)
             except zmq.ZMQError:
                 pass
-        while True:
-            try:
-                frames = pull.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            request = self._handle_job_frames(frames)
-            if request is not None:
-                self._send_result(request.reply_to, run_function(self.functions, request))
-                self.jobs_done += 1
+        while self._serve_queued_job(pull):
+            pass
 
     # ------------------------------------------------------------------ services
 

@@ -71,6 +71,7 @@ __all__ = [
     "encode_reply",
     "encode_request",
     "parse",
+    "reply_value",
 ]
 
 #: First frame of every message; the digit is the protocol version.
@@ -371,6 +372,29 @@ def parse(frames: Sequence[bytes]) -> WorkMessage:
         _expect(frames, 2, "DISCONNECT")
         return Disconnect()
     raise ProtocolError(f"unknown message type {kind[:20]!r}")
+
+
+def reply_value(answer: Reply | Error, what: str, error: type[WorkError]) -> Any:
+    """What a caller makes of a worker's answer: the decoded ``REPLY`` payload.
+
+    An ``ERROR`` raises ``error`` with the worker's code and message; a ``REPLY``
+    whose payload does not decode raises it with code ``bad-reply``. ``what``
+    names the call in the message (``"job 3f9a11c2-1a (thumbnail)"``).
+    """
+    if isinstance(answer, Error):
+        raise error(
+            f"{what} failed on the worker [{answer.code}]: {answer.message}",
+            code=answer.code,
+            job_id=answer.job_id,
+        )
+    try:
+        return decode_payload(answer.payload, answer.encoding)
+    except ProtocolError as exc:
+        raise error(
+            f"{what}: the worker's reply cannot be decoded: {exc}",
+            code="bad-reply",
+            job_id=answer.job_id,
+        ) from None
 
 
 def decode_event(frames: Sequence[bytes]) -> Event:
