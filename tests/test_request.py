@@ -336,3 +336,22 @@ def test_method_is_upper_cased_and_defaults() -> None:
     frame = encode_request(SENDER, 1, "/", {"PATH": "/"})
     assert Request(parse_request(frame)).method == "GET"
     assert "Request GET /" in repr(Request(parse_request(frame)))
+
+
+def test_headers_view_is_built_once_when_asked_and_can_be_replaced() -> None:
+    from takefive.datastructures import RequestHeaders
+
+    request = make(headers={"accept": "text/html"})
+    assert request._headers is None  # nothing built by the constructor
+    headers = request.headers
+    assert headers is request.headers  # built once
+    assert headers["Accept"] == "text/html" and "METHOD" not in headers
+    replacement = RequestHeaders({"accept": "*/*"})
+    request.headers = replacement
+    assert request.headers is replacement
+
+
+def test_path_with_list_or_empty_path_key_falls_back() -> None:
+    assert make(path="/a%20b").path == "/a b"
+    assert make(path="/x", headers={"PATH": ["/from-list"]}).path == "/from-list"
+    assert make(path="/msg", headers={"PATH": ""}).path == "/msg"

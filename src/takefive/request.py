@@ -69,6 +69,7 @@ class Request:
     __slots__ = (
         "_cookies",
         "_form",
+        "_headers",
         "_json",
         "_keep_alive",
         "_path",
@@ -77,7 +78,6 @@ class Request:
         "app",
         "body",
         "conn_id",
-        "headers",
         "message",
         "method",
         "path_params",
@@ -86,15 +86,16 @@ class Request:
     )
 
     def __init__(self, message: Message) -> None:
-        raw = message.headers
+        # The hot path: store the message, parse nothing (headers, path, query, cookies
+        # and bodies are built the first time they are asked for).
         self.message = message
-        self._raw = raw
+        self._raw = raw = message.headers
         method = raw.get("METHOD")
         self.method: str = method.upper() if isinstance(method, str) else "GET"
         self.sender: str = message.sender
         self.conn_id: str = message.conn_id
         self.body: bytes = message.body
-        self.headers = RequestHeaders(raw)
+        self._headers: RequestHeaders | None = None
         #: Values captured by the route pattern, converted (filled by routing).
         self.path_params: dict[str, Any] = {}
         #: The :class:`~takefive.app.App` handling this request (set by ``App.handle``).
@@ -107,6 +108,18 @@ class Request:
         self._json: Any = _MISSING
         self._form: FormData | None = None
         self._keep_alive: bool | None = None
+
+    @property
+    def headers(self) -> RequestHeaders:
+        """The HTTP headers: case-insensitive, multi-valued (a view, built when asked)."""
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = RequestHeaders(self._raw)
+        return headers
+
+    @headers.setter
+    def headers(self, value: RequestHeaders) -> None:
+        self._headers = value
 
     # ----------------------------------------------------------------- Mongrel2 keys
 
@@ -128,7 +141,9 @@ class Request:
         """The percent-decoded path (``%2F`` becomes ``/`` too); routing uses this."""
         path = self._path
         if path is None:
-            raw = self.raw_path
+            raw = self._raw.get("PATH")
+            if type(raw) is not str or not raw:
+                raw = self.raw_path
             path = unquote(raw, errors="surrogateescape") if "%" in raw else raw
             self._path = path
         return path
