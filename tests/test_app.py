@@ -476,3 +476,63 @@ def test_handle_never_raises_on_odd_requests() -> None:
         r = call(app, method, "/")
         assert r.status in (200, 405)
     assert call(app, "GET", "/%ZZ").status == 404
+
+
+# --------------------------------------------------------------------------- the direct call
+
+
+class _Later:
+    """An awaitable that is not a coroutine (what a library might return)."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __await__(self) -> Any:
+        yield from asyncio.sleep(0).__await__()
+        return self.value
+
+
+def test_function_handlers_called_directly_answer_as_through_the_endpoint() -> None:
+    """App.handle calls a routed function itself; the answers are the endpoint's."""
+    app = App()
+
+    @app.route("/sync/{n:int}")
+    def sync(request: Request, n: int) -> str:
+        return f"sync {n + 1}"
+
+    @app.route("/async")
+    async def coro(request: Request) -> Response:
+        return PlainTextResponse("async")
+
+    @app.route("/awaitable")
+    def awaitable(request: Request) -> _Later:
+        return _Later({"later": True})
+
+    @app.route("/hold")
+    async def held(request: Request) -> object:
+        return HOLD
+
+    @app.route("/teapot")
+    def teapot(request: Request) -> str:
+        raise HTTPError(418, "short and stout")
+
+    @app.route("/none")
+    def none(request: Request) -> None:
+        return None
+
+    def answer(method: str, path: str) -> tuple[int, bytes]:
+        response = run(app, make(method, path))
+        return response.status, response.body
+
+    assert answer("GET", "/sync/41") == (200, b"sync 42")
+    assert answer("GET", "/async") == (200, b"async")
+    assert answer("GET", "/awaitable") == (200, b'{"later":true}')
+    assert answer("GET", "/teapot") == (418, b"short and stout\n")
+    assert answer("GET", "/none") == (500, b"500 Internal Server Error\n")
+    assert answer("HEAD", "/sync/1") == (200, b"sync 2")  # through the endpoint
+    assert answer("POST", "/async")[0] == 405
+    request = make("GET", "/hold")
+    assert asyncio.run(app.handle(request)) is None
+    request = make("GET", "/sync/7")
+    run(app, request)
+    assert request.path_params == {"n": 7}

@@ -8,13 +8,15 @@ through which :meth:`App.deliver` and :meth:`App.close` reach connections later.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 import traceback
 from collections.abc import Callable, Iterable, Sequence
+from types import CoroutineType
 from typing import Any, Protocol, TypeVar
 
-from takefive.handler import HOLD, Endpoint, Handler, _Hold, call
+from takefive.handler import _PLAIN_RESULTS, HOLD, Endpoint, Handler, _Hold, call
 from takefive.request import Request
 from takefive.response import HTTPError, PlainTextResponse, Response, to_response
 from takefive.routing import Router
@@ -171,10 +173,20 @@ class App:
                 found = self._fallback_match(request, found)
             route, params = found
             request.path_params = params
-            result = await route.target(self, request, method, params)
+            endpoint = route.target
+            fn = endpoint.functions.get(method)
+            if fn is not None:
+                # The common case inline: a function routed for this method.
+                result = fn(request, **params) if params else fn(request)
+                if type(result) is CoroutineType:
+                    result = await result
+                elif type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
+                    result = await result
+            else:  # a Handler class, HEAD via GET, OPTIONS, 405
+                result = await endpoint(self, request, method, params)
             if result is HOLD:
                 return None
-            response = to_response(result)
+            response = result if isinstance(result, Response) else to_response(result)
         except HTTPError as exc:
             response = self._error_response(request, exc)
         except Exception:
