@@ -1005,3 +1005,28 @@ def test_message_is_an_immutable_named_tuple() -> None:
             setattr(msg, name, None)
     with pytest.raises(TypeError):
         msg[0] = "x"  # type: ignore[index]
+
+
+def test_known_headers_are_copies_no_message_sees_another_ones_changes() -> None:
+    first = parse_request(CAPTURED)
+    second = parse_request(CAPTURED)  # the same header bytes: served from the cache
+    assert first.headers == second.headers == CAPTURED_HEADERS
+    assert first.headers is not second.headers
+    first.headers["METHOD"] = "DELETE"
+    first.headers["x-evil"] = "1"
+    del first.headers["host"]
+    third = parse_request(CAPTURED)
+    assert second.headers == third.headers == CAPTURED_HEADERS
+    for template in wire._known_headers.values():
+        assert "x-evil" not in template
+
+
+def test_known_headers_cache_is_bounded() -> None:
+    for i in range(3 * wire._KNOWN_HEADERS_MAX):
+        msg = parse_request(request_frame(b'{"METHOD":"GET","x-n":"%d"}' % i))
+        assert msg.headers == {"METHOD": "GET", "x-n": str(i)}
+        assert len(wire._known_headers) <= wire._KNOWN_HEADERS_MAX
+    big = b'{"METHOD":"GET","x":"' + b"a" * wire._KNOWN_HEADERS_MAX_BYTES + b'"}'
+    parse_request(request_frame(big))
+    assert big not in wire._known_headers
+    assert all(len(key) <= wire._KNOWN_HEADERS_MAX_BYTES for key in wire._known_headers)

@@ -206,6 +206,14 @@ def parse_request(data: bytes) -> Message:
     return _parse_request(data)
 
 
+#: Header blocks seen recently (their exact bytes) and what they decode to. Clients on
+#: keep-alive connections send the same headers again and again: a hit costs a dict
+#: copy instead of a JSON decode and a check. Only copies are handed out, so no message
+#: can change what another one gets. Bounded: cleared when full; large blocks not kept.
+_known_headers: dict[bytes, Headers] = {}
+_KNOWN_HEADERS_MAX = 256
+_KNOWN_HEADERS_MAX_BYTES = 2048
+
 _new_message = tuple.__new__
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
@@ -240,15 +248,24 @@ def _parse_common(data: bytes) -> Message | None:
     body_end = colon + 1 + int(digits)
     if body_end + 1 != len(data) or data[body_end] != 44:  # b","
         return None
-    try:
-        headers = _loads(data[head:end])
-    except _JSONDecodeError:
-        return None
-    if type(headers) is not dict:
-        return None
-    for value in headers.values():
-        if type(value) is not str:
+    raw = data[head:end]
+    known = _known_headers.get(raw)
+    if known is not None:
+        headers = known.copy()  # each message owns its dict; the template is never handed out
+    else:
+        try:
+            headers = _loads(raw)
+        except _JSONDecodeError:
             return None
+        if type(headers) is not dict:
+            return None
+        for value in headers.values():
+            if type(value) is not str:
+                return None
+        if end - head <= _KNOWN_HEADERS_MAX_BYTES:
+            if len(_known_headers) >= _KNOWN_HEADERS_MAX:
+                _known_headers.clear()
+            _known_headers[raw] = headers.copy()
     return _new_message(
         Message,
         (
