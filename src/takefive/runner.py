@@ -80,7 +80,6 @@ class _Outbox:
                 else:
                     pub.send(message, copy=False)
 
-
     def reply(self, sender: str, conn_id: str, data: bytes) -> None:
         """One message to one connection: :meth:`deliver`'s common case, shorter."""
         socket = self.routes.get(sender)
