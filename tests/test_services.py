@@ -237,3 +237,30 @@ def test_blocking_dispatcher_after_close_says_closed() -> None:
         with pytest.raises(ServiceError, match="closed") as info:
             method()
         assert info.value.code == "closed"
+
+
+async def test_calls_that_time_out_or_are_cancelled_in_the_queue_are_not_kept() -> None:
+    async with Dispatcher() as d:
+        for _ in range(50):
+            with pytest.raises(ServiceTimeout):
+                await d.call("nobody", "x" * 1000, timeout=0.01)
+        tasks = [asyncio.ensure_future(d.call("nobody", i, timeout=60)) for i in range(50)]
+        await asyncio.sleep(0.05)
+        assert d.queued == 50
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert d.queued == 0  # the 100 calls that ended are not kept, with their payloads
+
+
+async def test_any_message_even_a_bad_one_is_a_sign_of_life() -> None:
+    async with Dispatcher() as d:
+        raw = RawWorker(d.endpoint, hb_ms=100)  # presumed dead after 0.3 s of silence
+        try:
+            await d.wait_for_workers(1)
+            for _ in range(40):  # 2 s of junk, no heartbeat
+                raw.sock.send_multipart([b"T5W1", b"JUNK"])
+                await asyncio.sleep(0.05)
+            assert len(d.workers()) == 1
+        finally:
+            raw.close()

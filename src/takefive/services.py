@@ -208,6 +208,7 @@ class Dispatcher(AsyncClosing):
         try:
             answer = await call.future
         except TimeoutError:
+            self._withdraw(call)
             if call.worker is not None:
                 where = f"still running on worker {call.worker.info}"
             elif call.attempts:
@@ -220,11 +221,19 @@ class Dispatcher(AsyncClosing):
                 code="timeout",
                 job_id=job_id,
             ) from None
+        except asyncio.CancelledError:  # the caller gave up
+            self._withdraw(call)
+            raise
         finally:
             timer.cancel()
             if not call.future.done():
                 call.future.cancel()
         return wp.reply_value(answer, f"call {job_id.decode()} to {service!r}", ServiceError)
+
+    @property
+    def queued(self) -> int:
+        """Calls waiting for a ready worker."""
+        return sum(len(queue) for queue in self._waiting.values())
 
     def workers(self) -> list[WorkerStatus]:
         """The workers connected now (ready or busy)."""
@@ -299,6 +308,16 @@ class Dispatcher(AsyncClosing):
             queue.appendleft(call)
         else:
             queue.append(call)
+
+    def _withdraw(self, call: _Call) -> None:
+        """Take a call that ended (timed out, cancelled) out of its queue, if it is there."""
+        queue = self._waiting.get(call.service)
+        if queue is None:
+            return
+        with contextlib.suppress(ValueError):
+            queue.remove(call)
+        if not queue:
+            del self._waiting[call.service]
 
     def _start(self, call: _Call, worker: _Worker) -> None:
         del self._ready[worker.identity]
@@ -393,15 +412,15 @@ class Dispatcher(AsyncClosing):
                 log.exception("error handling a message from %r", frames[0])
 
     def _on_message(self, identity: bytes, frames: list[bytes]) -> None:
+        worker = self._workers.get(identity)
+        now = time.monotonic()
+        if worker is not None:  # any message, even a bad one, is a sign of life
+            worker.expires = now + worker.heartbeat * self.liveness
         try:
             msg = wp.parse(frames)
         except wp.ProtocolError as exc:
             log.warning("dropping a bad message from worker %r: %s", identity, exc)
             return
-        worker = self._workers.get(identity)
-        now = time.monotonic()
-        if worker is not None:
-            worker.expires = now + worker.heartbeat * self.liveness
         if isinstance(msg, wp.Reply | wp.Error):
             if worker is None:
                 log.info("reply from an unknown worker %r (presumed dead); dropped", identity)
