@@ -128,3 +128,38 @@ def test_many_publishers_many_subscribers_through_the_proxy() -> None:
 def test_bad_topic_is_refused() -> None:
     with Publisher() as pub, pytest.raises(wp.ProtocolError, match="NUL"):
         pub.publish("a\x00b", 1)
+
+
+def test_bad_events_do_not_stretch_the_timeout() -> None:
+    with Publisher() as pub, BlockingSubscriber(pub.endpoint) as sub:
+        handshake(pub, sub)
+        stop = threading.Event()
+
+        def junk() -> None:  # a bad event every 20 ms, for up to 20 s
+            for _ in range(1000):
+                if stop.wait(0.02):
+                    return
+                pub.socket.send_multipart([b"j", b"junk"])
+
+        thread = threading.Thread(target=junk)
+        thread.start()
+        try:
+            started = time.monotonic()
+            assert sub.recv(timeout=0.3) is None
+            # Bad events dropped, and no poll restarted with the whole timeout after each:
+            assert time.monotonic() - started < 10
+        finally:
+            stop.set()
+            thread.join()
+
+
+def test_proxy_on_a_busy_port_raises_the_zmq_error_and_closes_its_sockets() -> None:
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    taken = ctx.socket(zmq.PUB)
+    port = taken.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        with pytest.raises(zmq.ZMQError):
+            EventProxy(xpub_endpoint=f"tcp://127.0.0.1:{port}", context=ctx)
+    finally:
+        taken.close(0)
+    ctx.term()  # would block forever on a socket left open

@@ -28,7 +28,9 @@ persistent queues, see ``docs/workers.md``).
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
@@ -198,9 +200,13 @@ class BlockingSubscriber(_SubscriberBase[zmq.Socket[bytes]], Closing):
     _context_type = zmq.Context
 
     def recv(self, timeout: float | None = None) -> Event | None:
-        """The next event, or ``None`` if none arrives within ``timeout`` seconds."""
-        poll_ms = None if timeout is None else max(0, int(timeout * 1000))
+        """The next event, or ``None`` if none arrives within ``timeout`` seconds.
+
+        Bad events are logged and dropped; they do not extend the timeout.
+        """
+        end = None if timeout is None else time.monotonic() + timeout
         while True:
+            poll_ms = None if end is None else max(0, math.ceil((end - time.monotonic()) * 1000))
             if not self.socket.poll(poll_ms):
                 return None
             event = _decode(self.socket.recv_multipart())
@@ -226,22 +232,22 @@ class EventProxy:
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
     ) -> None:
         self._ctx = context or zmq.Context.instance()
+        self._lock = threading.Lock()
         self._xsub = self._ctx.socket(zmq.XSUB)
         self._xpub = self._ctx.socket(zmq.XPUB)
         self._control = self._ctx.socket(zmq.PAIR)
-        self._control_addr = f"inproc://takefive-event-proxy-{id(self)}"
+        self._stopper = self._ctx.socket(zmq.PAIR)
+        control_addr = f"inproc://takefive-event-proxy-{id(self)}"
         try:
             self._xsub.bind(xsub_endpoint)
             self._xpub.bind(xpub_endpoint)
-            self._control.bind(self._control_addr)
+            self._control.bind(control_addr)
+            self._stopper.connect(control_addr)
         except zmq.ZMQError:
             self._close()
             raise
-        self._stopper = self._ctx.socket(zmq.PAIR)
-        self._stopper.connect(self._control_addr)
         self.xsub_endpoint = last_endpoint(self._xsub)
         self.xpub_endpoint = last_endpoint(self._xpub)
-        self._lock = threading.Lock()
 
     def run(self) -> None:
         try:
