@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -12,8 +13,10 @@ from pathlib import Path
 import pytest
 import zmq
 
+from takefive import worker as worker_module
 from takefive import workproto as wp
-from takefive.services import Dispatcher
+from takefive.jobs import BlockingJobPool, JobPool
+from takefive.services import Dispatcher, ServiceError
 from takefive.worker import Worker, add_command, load_functions, run_function
 
 TASKS = str(Path(__file__).parents[1] / "examples/workers/python/tasks.py")
@@ -227,3 +230,126 @@ def test_jobs_worker_drops_bad_messages_and_serves_good_ones(
         results.close(0)
     assert not thread.is_alive()
     assert worker.jobs_done == 2
+
+
+async def test_a_function_that_raises_systemexit_does_not_wedge_a_service_worker() -> None:
+    def leave(code: int) -> None:
+        sys.exit(code)
+
+    async with Dispatcher(timeout=5) as d:
+        worker = Worker(
+            {"leave": leave, "echo": lambda p: p},
+            services=[d.endpoint],
+            heartbeat=0.2,
+            context=zmq.Context(),
+        )
+        thread = start(worker)
+        try:
+            await d.wait_for_workers(1)
+            with pytest.raises(ServiceError, match=r"\[failed\]: SystemExit: 3") as info:
+                await d.call("leave", 3)
+            assert info.value.code == "failed"
+            assert await d.call("echo", "still here") == "still here"
+        finally:
+            worker.stop()
+            await asyncio.to_thread(thread.join, 5)
+        assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("with_services", [False, True], ids=["inline", "threaded"])
+async def test_graceful_stop_finishes_the_pool_jobs_the_worker_holds(with_services: bool) -> None:
+    """PUSH handed these jobs to this worker only: a graceful stop must run them all
+    (jobs only: inline; with --service links: in the helper thread)."""
+    started = threading.Event()
+
+    def nap(p: int) -> int:
+        started.set()
+        time.sleep(0.1)
+        return p
+
+    async with JobPool(timeout=20) as pool, Dispatcher() as d:
+        worker = Worker(
+            {"nap": nap},
+            connect=[pool.endpoint],
+            services=[d.endpoint] if with_services else [],
+            heartbeat=0.2,
+            context=zmq.Context(),
+        )
+        thread = start(worker)
+        try:
+            if with_services:
+                await d.wait_for_workers(1)
+            jobs = [asyncio.ensure_future(pool.submit("nap", i)) for i in range(5)]
+            assert await asyncio.to_thread(started.wait, 10)
+            worker.stop()
+            assert await asyncio.gather(*jobs) == [0, 1, 2, 3, 4]
+        finally:
+            worker.stop()
+            await asyncio.to_thread(thread.join, 5)
+        assert not thread.is_alive()
+
+
+def test_a_result_is_never_sent_on_a_newer_connection_than_its_request(
+    ctx: zmq.Context[zmq.Socket[bytes]],
+) -> None:
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    worker = Worker(
+        {"nap": lambda p: time.sleep(p) or "late"},
+        services=[f"tcp://127.0.0.1:{port}"],
+        heartbeat=0.1,
+        liveness=50,
+        context=zmq.Context(),
+        info=f"test-stale-{id(router)}",
+    )
+    thread = start(worker)
+
+    def next_from_worker() -> tuple[bytes, wp.WorkMessage]:
+        while True:
+            identity, *frames = recv(router)
+            msg = wp.parse(frames)
+            if not isinstance(msg, wp.Heartbeat):
+                return identity, msg
+
+    try:
+        while True:  # only this worker's READY counts (see the test above)
+            first_id, ready = next_from_worker()
+            if isinstance(ready, wp.Ready) and ready.info == worker.info:
+                break
+        router.send_multipart([first_id, *wp.encode_request(b"j1", "nap", b"0.5")])
+        router.send_multipart([first_id, *wp.encode_request(b"j2", "nap", b"0")])  # queued
+        router.send_multipart([first_id, *wp.encode_disconnect()])
+        second_id, ready = next_from_worker()
+        assert isinstance(ready, wp.Ready) and second_id != first_id
+        # j1 finishes after the reconnect: its answer belongs to the closed connection.
+        router.send_multipart([second_id, *wp.encode_request(b"j3", "nap", b"0.6")])
+        identity, answer = next_from_worker()
+        assert (identity, answer) == (second_id, wp.Reply(b"j3", "json", b'"late"'))
+    finally:
+        worker.stop()
+        thread.join(timeout=5)
+        router.close(0)
+    assert not thread.is_alive()
+
+
+def test_the_worker_keeps_a_bounded_number_of_reply_to_sockets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(worker_module, "_MAX_REPLY_TO", 2)
+    pools = [BlockingJobPool(timeout=10) for _ in range(4)]
+    worker = Worker(
+        {"echo": lambda p: p}, connect=[p.endpoint for p in pools], context=zmq.Context()
+    )
+    thread = start(worker)
+    try:
+        for _ in range(2):
+            for i, pool in enumerate(pools):
+                assert pool.submit("echo", i) == i
+                assert len(worker._results) <= 2
+    finally:
+        worker.stop()
+        thread.join(timeout=5)
+        for pool in pools:
+            pool.close()
+    assert not thread.is_alive()

@@ -31,9 +31,9 @@ import signal
 import socket
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
@@ -53,6 +53,8 @@ Function = Callable[[Any], Any]
 _MAX_POLL = 0.1
 #: Results kept per reply-to endpoint while the pool is unreachable.
 _RESULT_HWM = 10_000
+#: Reply-to endpoints the worker keeps a PUSH socket for (the most recently used).
+_MAX_REPLY_TO = 64
 
 
 def run_function(functions: Mapping[str, Function], request: wp.Request) -> list[bytes]:
@@ -101,7 +103,19 @@ class _ServiceLink:
     backoff: float = 0.0
     reconnect_at: float = 0.0
     jobs: int = 0
-    pending: deque[wp.Request] = field(default_factory=deque)
+
+
+@dataclass(eq=False, slots=True)
+class _Job:
+    """A request received, and where from: ``link`` None for a job pool's PULL socket."""
+
+    request: wp.Request
+    link: _ServiceLink | None = None
+    sock: zmq.Socket[bytes] | None = None  # the link's connection it came on
+
+    def stale(self) -> bool:
+        """Its connection was reset or closed: its dispatcher no longer waits for it."""
+        return self.link is not None and self.link.sock is not self.sock
 
 
 class Worker:
@@ -136,7 +150,7 @@ class Worker:
         self._ctx = context or zmq.Context.instance()
         self._stop = threading.Event()
         self._pull: zmq.Socket[bytes] | None = None
-        self._results: dict[str, zmq.Socket[bytes]] = {}
+        self._results: OrderedDict[str, zmq.Socket[bytes]] = OrderedDict()
         self._links: list[_ServiceLink] = []
 
     # ------------------------------------------------------------------ control
@@ -175,7 +189,12 @@ class Worker:
             log.warning("dropping the result of a job without a reply-to endpoint")
             return
         sock = self._results.get(reply_to)
-        if sock is None:
+        if sock is not None:
+            self._results.move_to_end(reply_to)
+        else:
+            while len(self._results) >= _MAX_REPLY_TO:  # a pool long gone, most likely
+                _, oldest = self._results.popitem(last=False)
+                oldest.close()  # LINGER 2 s: results already queued still get out
             sock = self._ctx.socket(zmq.PUSH)
             sock.setsockopt(zmq.LINGER, 2000)
             sock.setsockopt(zmq.SNDHWM, _RESULT_HWM)
@@ -202,16 +221,19 @@ class Worker:
             return None
         return msg
 
+    def _serve_job(self, frames: list[bytes]) -> None:
+        request = self._handle_job_frames(frames)
+        if request is not None:
+            self._send_result(request.reply_to, run_function(self.functions, request))
+            self.jobs_done += 1
+
     def _serve_queued_job(self, pull: zmq.Socket[bytes]) -> bool:
         """Serve the next job already queued on ``pull``; False when there is none."""
         try:
             frames = pull.recv_multipart(zmq.NOBLOCK)
         except zmq.Again:
             return False
-        request = self._handle_job_frames(frames)
-        if request is not None:
-            self._send_result(request.reply_to, run_function(self.functions, request))
-            self.jobs_done += 1
+        self._serve_job(frames)
         return True
 
     def _run_inline(self) -> None:
@@ -225,18 +247,30 @@ class Worker:
                     break
         self._drain_pull()
 
-    def _drain_pull(self) -> None:
-        """On a graceful stop, stop taking jobs and finish those already queued here."""
-        pull = self._pull
-        if pull is None:
-            return
+    def _leave_pools(self, pull: zmq.Socket[bytes]) -> list[list[bytes]]:
+        """Take no more jobs; return those already queued on ``pull``.
+
+        They are read first: libzmq discards what is still queued on a pipe when
+        its endpoint is disconnected.
+        """
+        held = []
+        while True:
+            try:
+                held.append(pull.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                break
         for endpoint in self.connect:
             try:
                 pull.disconnect(endpoint)
             except zmq.ZMQError:
                 pass
-        while self._serve_queued_job(pull):
-            pass
+        return held
+
+    def _drain_pull(self) -> None:
+        """On a graceful stop, stop taking jobs and finish those already queued here."""
+        if self._pull is not None:
+            for frames in self._leave_pools(self._pull):
+                self._serve_job(frames)
 
     # ------------------------------------------------------------------ services
 
@@ -271,16 +305,24 @@ class Worker:
         done_addr = f"inproc://takefive-worker-{id(self)}"
         done = self._ctx.socket(zmq.PULL)
         done.bind(done_addr)
-        jobs: deque[tuple[_ServiceLink | None, wp.Request]] = deque()
+        jobs: deque[_Job] = deque()
         handoff: queue.SimpleQueue[wp.Request | None] = queue.SimpleQueue()
-        current: tuple[_ServiceLink | None, wp.Request] | None = None
+        current: _Job | None = None
+        pull_open = pull is not None
 
         def helper() -> None:
             out = self._ctx.socket(zmq.PUSH)
             out.connect(done_addr)
             try:
                 while (request := handoff.get()) is not None:
-                    send_frames(out, run_function(self.functions, request))
+                    try:
+                        frames = run_function(self.functions, request)
+                    except BaseException as exc:  # SystemExit & co.: this thread goes on
+                        log.warning("job %s raised %r", request.job_id.decode(), exc)
+                        frames = wp.encode_error(
+                            request.job_id, "failed", f"{type(exc).__name__}: {exc}"
+                        )
+                    send_frames(out, frames)
             finally:
                 out.close(0)
 
@@ -289,18 +331,35 @@ class Worker:
         try:
             while True:
                 stopping = self._stop.is_set()
+                if stopping:
+                    # Graceful stop: take no more jobs, tell each dispatcher DISCONNECT as
+                    # soon as it has no answer to wait for (its requests queued here are
+                    # dropped: it retries or fails them), finish the pool jobs received.
+                    if pull is not None and pull_open:
+                        for frames in self._leave_pools(pull):
+                            if (request := self._handle_job_frames(frames)) is not None:
+                                jobs.append(_Job(request))
+                        pull_open = False
+                    for link in self._links:
+                        if current is None or current.link is not link:
+                            self._close_link(link)
+                while current is None and jobs:
+                    job = jobs.popleft()
+                    if job.stale():
+                        where = job.link.endpoint if job.link else "?"
+                        log.info("dropping a request from a closed connection to %s", where)
+                        continue
+                    current = job
+                    handoff.put(job.request)
                 if stopping and current is None:
                     break
-                if current is None and jobs:
-                    current = jobs.popleft()
-                    handoff.put(current[1])
                 idle = current is None
                 poller = zmq.Poller()
                 poller.register(done, zmq.POLLIN)
                 for link in self._links:
                     if link.sock is not None:
                         poller.register(link.sock, zmq.POLLIN)
-                if pull is not None and idle and not jobs and not stopping:
+                if pull is not None and pull_open and idle and not jobs:
                     poller.register(pull, zmq.POLLIN)
                 now = time.monotonic()
                 wait = _MAX_POLL
@@ -313,26 +372,29 @@ class Worker:
                 if done in events:
                     frames = done.recv_multipart()
                     assert current is not None
-                    done_link, done_request = current
-                    current = None
+                    finished, current = current, None
                     self.jobs_done += 1
+                    done_link = finished.link
                     if done_link is None:
-                        self._send_result(done_request.reply_to, frames)
-                    elif done_link.sock is not None:
+                        self._send_result(finished.request.reply_to, frames)
+                    elif not finished.stale() and done_link.sock is not None:
                         send_frames(done_link.sock, frames)
                         done_link.next_heartbeat = now + self.heartbeat
                         done_link.jobs += 1
                     else:
-                        log.warning("dispatcher %s lost; dropping a result", done_link.endpoint)
+                        log.warning(
+                            "connection to dispatcher %s was reset; dropping a result",
+                            done_link.endpoint,
+                        )
                 if pull is not None and pull in events:
                     try:
                         frames = pull.recv_multipart(zmq.NOBLOCK)
                     except zmq.Again:
                         pass
                     else:
-                        job = self._handle_job_frames(frames)
-                        if job is not None:
-                            jobs.append((None, job))
+                        request = self._handle_job_frames(frames)
+                        if request is not None:
+                            jobs.append(_Job(request))
                 for link in self._links:
                     if link.sock is not None and link.sock in events:
                         self._read_link(link, now, jobs)
@@ -349,7 +411,7 @@ class Worker:
         self,
         link: _ServiceLink,
         now: float,
-        jobs: deque[tuple[_ServiceLink | None, wp.Request]],
+        jobs: deque[_Job],
     ) -> None:
         assert link.sock is not None
         while True:
@@ -365,7 +427,7 @@ class Worker:
                 log.warning("dropping a bad message from %s: %s", link.endpoint, exc)
                 continue
             if isinstance(msg, wp.Request):
-                jobs.append((link, msg))
+                jobs.append(_Job(msg, link, link.sock))
             elif isinstance(msg, wp.Heartbeat):
                 pass
             elif isinstance(msg, wp.Disconnect):
@@ -390,16 +452,20 @@ class Worker:
             link.sock.send_multipart(wp.encode_heartbeat())
             link.next_heartbeat = now + self.heartbeat
 
+    def _close_link(self, link: _ServiceLink) -> None:
+        """Say DISCONNECT and close the link for good (no reconnecting: we are stopping)."""
+        if link.sock is not None:
+            try:
+                link.sock.send_multipart(wp.encode_disconnect(), zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass
+            link.sock.setsockopt(zmq.LINGER, 500)
+            link.sock.close()
+            link.sock = None
+
     def _close(self) -> None:
         for link in self._links:
-            if link.sock is not None:
-                try:
-                    link.sock.send_multipart(wp.encode_disconnect(), zmq.NOBLOCK)
-                except zmq.ZMQError:
-                    pass
-                link.sock.setsockopt(zmq.LINGER, 500)
-                link.sock.close()
-                link.sock = None
+            self._close_link(link)
         if self._pull is not None:
             self._pull.close(0)
             self._pull = None
