@@ -420,3 +420,26 @@ def test_checked_content_types_are_still_checked() -> None:
     with pytest.raises(ValueError):
         Response("x", content_type="text/plain\r\nX-Injected: 1")  # not remembered as good
     assert PlainTextResponse("x").headers.items() == [("Content-Type", TEXT)]
+
+
+@pytest.mark.parametrize("status", [200, 404, 201, 599])
+def test_subclass_fast_constructors_match_the_general_one(status: int) -> None:
+    from http import HTTPStatus
+
+    from takefive.response import HTML, JSON
+
+    pairs = [
+        (PlainTextResponse("héllo\udcff", status), Response("héllo\udcff", status, None, TEXT)),
+        (PlainTextResponse("", status), Response("", status, None, TEXT)),
+        (HTMLResponse("<b>x</b>", status), Response("<b>x</b>", status, None, HTML)),
+        (JSONResponse({"a": [1, 2]}, status), Response(b'{"a":[1,2]}', status, None, JSON)),
+        (JSONResponse("text", status), Response(b'"text"', status, None, JSON)),
+    ]
+    for fast, general in pairs:
+        assert (fast.status, fast.body) == (general.status, general.body)
+        assert fast.headers == general.headers
+        assert fast.render() == general.render()
+    enum_status = PlainTextResponse("x", HTTPStatus.OK)
+    assert enum_status.status is HTTPStatus.OK
+    with pytest.raises(ValueError):
+        PlainTextResponse("x", 42)

@@ -376,7 +376,15 @@ class JSONResponse(Response):
         headers: HeadersInit = None,
         content_type: str | None = None,
     ) -> None:
-        super().__init__(_json_bytes(content), status, headers, content_type or JSON)
+        data = _json_bytes(content)
+        if headers is None and content_type is None and type(status) is int and (
+            status in _STATUS_LINES
+        ):  # the common case, without the general constructor
+            self.status = status
+            self.body = data
+            self.headers = _content_type_only(JSON)
+            return
+        super().__init__(data, status, headers, content_type or JSON)
 
 
 class HTMLResponse(Response):
@@ -392,6 +400,17 @@ class HTMLResponse(Response):
         headers: HeadersInit = None,
         content_type: str | None = None,
     ) -> None:
+        if (
+            type(content) is str
+            and headers is None
+            and content_type is None
+            and type(status) is int
+            and status in _STATUS_LINES
+        ):  # the common case, without the general constructor
+            self.status = status
+            self.body = content.encode("utf-8", "surrogateescape")
+            self.headers = _content_type_only(HTML)
+            return
         super().__init__(content, status, headers, content_type or HTML)
 
 
@@ -407,6 +426,17 @@ class PlainTextResponse(Response):
         headers: HeadersInit = None,
         content_type: str | None = None,
     ) -> None:
+        if (
+            type(content) is str
+            and headers is None
+            and content_type is None
+            and type(status) is int
+            and status in _STATUS_LINES
+        ):  # the common case, without the general constructor
+            self.status = status
+            self.body = content.encode("utf-8", "surrogateescape")
+            self.headers = _content_type_only(TEXT)
+            return
         super().__init__(content, status, headers, content_type or TEXT)
 
 
