@@ -98,7 +98,6 @@ ERROR_CODES: Final = (
     "failed",  # the function raised; message is the exception text
     "unknown",  # the worker has no function by that name
     "bad-request",  # the request could not be decoded (encoding, payload)
-    "busy",  # the worker got a request while it was busy (a dispatcher bug)
 )
 
 
@@ -111,7 +110,7 @@ class WorkError(Exception):
 
     ``code`` is an ``ERROR`` code from a worker (``failed``, ``unknown``,
     ``bad-request``) or one of the caller's own: ``timeout``, ``worker-lost``,
-    ``closed``.
+    ``closed``, ``bad-reply``.
     """
 
     def __init__(self, message: str, *, code: str = "failed", job_id: bytes = b"") -> None:
@@ -215,7 +214,7 @@ class Reply:
 
 @dataclass(slots=True, frozen=True)
 class Error:
-    """Job ``job_id`` failed; ``code`` is one of :data:`ERROR_CODES`."""
+    """Job ``job_id`` failed; ``code`` is a name, one of :data:`ERROR_CODES` from takefive."""
 
     job_id: bytes
     code: str
