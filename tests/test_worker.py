@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zmq
@@ -107,21 +108,29 @@ def recv(sock: zmq.Socket[bytes], timeout: float = 5.0) -> list[bytes]:
     return sock.recv_multipart()
 
 
-def test_worker_says_ready_heartbeats_and_reconnects_when_the_dispatcher_is_silent(
-    ctx: zmq.Context[zmq.Socket[bytes]],
-) -> None:
+def worker_on_a_bare_router(
+    ctx: zmq.Context[zmq.Socket[bytes]], functions: dict[str, Any], **kw: Any
+) -> tuple[zmq.Socket[bytes], Worker, threading.Thread]:
+    """A ROUTER driven by the test, and a started service worker connected to it."""
     router = ctx.socket(zmq.ROUTER)
     router.setsockopt(zmq.LINGER, 0)
     port = router.bind_to_random_port("tcp://127.0.0.1")
     worker = Worker(
-        {"echo": lambda p: p},
+        functions,
         services=[f"tcp://127.0.0.1:{port}"],
-        heartbeat=0.05,
-        liveness=6,
         context=zmq.Context(),
-        info=f"test-silent-{id(router)}",
+        info=f"test-{id(router)}",
+        **kw,
     )
-    thread = start(worker)
+    return router, worker, start(worker)
+
+
+def test_worker_says_ready_heartbeats_and_reconnects_when_the_dispatcher_is_silent(
+    ctx: zmq.Context[zmq.Socket[bytes]],
+) -> None:
+    router, worker, thread = worker_on_a_bare_router(
+        ctx, {"echo": lambda p: p}, heartbeat=0.05, liveness=6
+    )
     try:
         # (Only messages from this worker count: a stray process elsewhere may
         # reconnect to a port this router reuses.)
@@ -293,18 +302,9 @@ async def test_graceful_stop_finishes_the_pool_jobs_the_worker_holds(with_servic
 def test_a_result_is_never_sent_on_a_newer_connection_than_its_request(
     ctx: zmq.Context[zmq.Socket[bytes]],
 ) -> None:
-    router = ctx.socket(zmq.ROUTER)
-    router.setsockopt(zmq.LINGER, 0)
-    port = router.bind_to_random_port("tcp://127.0.0.1")
-    worker = Worker(
-        {"nap": lambda p: time.sleep(p) or "late"},
-        services=[f"tcp://127.0.0.1:{port}"],
-        heartbeat=0.1,
-        liveness=50,
-        context=zmq.Context(),
-        info=f"test-stale-{id(router)}",
+    router, worker, thread = worker_on_a_bare_router(
+        ctx, {"nap": lambda p: time.sleep(p) or "late"}, heartbeat=0.1, liveness=50
     )
-    thread = start(worker)
 
     def next_from_worker() -> tuple[bytes, wp.WorkMessage]:
         while True:
