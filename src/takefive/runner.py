@@ -80,18 +80,6 @@ class _Outbox:
                 else:
                     pub.send(message, copy=False)
 
-    def reply(self, sender: str, conn_id: str, data: bytes) -> None:
-        """One message to one connection: :meth:`deliver`'s common case, shorter."""
-        socket = self.routes.get(sender)
-        if socket is None:
-            self.deliver(sender, conn_id, data)
-            return
-        for message in wire.encode_response(sender, conn_id, data):
-            if len(message) < 65536:
-                socket.send(message)
-            else:
-                socket.send(message, copy=False)
-
 
 class HandlerServer:
     """Runs ``app`` against ``endpoints`` until :meth:`stop` is called."""
@@ -291,9 +279,9 @@ class HandlerServer:
                 return
             keep_alive = request.keep_alive
             data = response.render(head=request.method == "HEAD", keep_alive=keep_alive)
-            self._outbox.reply(message.sender, message.conn_id, data)
+            self._outbox.deliver(message.sender, message.conn_id, data)
             if not keep_alive:
-                self._outbox.reply(message.sender, message.conn_id, b"")
+                self._outbox.deliver(message.sender, message.conn_id, b"")
         except asyncio.CancelledError:
             raise
         except Exception:
