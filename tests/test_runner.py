@@ -231,6 +231,38 @@ async def test_graceful_stop_finishes_in_flight_requests(
     await asyncio.wait_for(running.task, TIMEOUT)
 
 
+async def test_stop_serves_requests_already_queued(
+    context: zmq.asyncio.Context, front: FrontEnd
+) -> None:
+    """Requests ZeroMQ had already handed to this process are served, not dropped."""
+    app = App()
+    release = asyncio.Event()
+    started: list[str] = []
+
+    @app.route("/slow")
+    async def slow(request: Request) -> str:
+        started.append(request.conn_id)
+        await release.wait()
+        return "served"
+
+    running = await start(app, front.endpoint, context=context, max_in_flight=1)
+    for i in range(5):
+        await front.request(i, "/slow")
+    for _ in range(200):
+        if started:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)  # the other four reach this process's queue meanwhile
+    assert started == ["0"]
+    running.server.stop()
+    await asyncio.sleep(0.1)
+    release.set()
+    replies = [await front.reply() for _ in range(5)]
+    assert sorted(r.conn_ids[0] for r in replies) == ["0", "1", "2", "3", "4"]
+    assert all(bytes(r.body).endswith(b"served") for r in replies)
+    await asyncio.wait_for(running.task, TIMEOUT)
+
+
 async def test_grace_period_cancels_what_does_not_finish(
     context: zmq.asyncio.Context, front: FrontEnd
 ) -> None:

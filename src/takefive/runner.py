@@ -186,20 +186,25 @@ class HandlerServer:
                 pub.close(linger=self.linger_ms)
 
     async def _drain(self, pulls: list[zmq.asyncio.Socket]) -> None:
-        """Serve what ZeroMQ had already queued for this process, so it is not lost."""
-        for pull, endpoint in zip(pulls, self.endpoints, strict=True):
-            with contextlib.suppress(zmq.ZMQError):
-                pull.disconnect(endpoint.send_spec)
+        """Serve what ZeroMQ had already queued for this process, so it is not lost.
+
+        Queued frames are read *before* the PULL socket disconnects: libzmq throws away
+        what a disconnected pipe still holds. Disconnecting then tells the front end to
+        deal its next requests to the other handler processes.
+        """
         for pull, pub in zip(pulls, self._outbox.pubs, strict=True):
             raw: zmq.Socket[bytes] = zmq.Socket.shadow(pull.underlying)
             while True:
+                if len(self._tasks) >= self.max_in_flight:
+                    await self._wait_for_room()
                 try:
                     frame = raw.recv(zmq.NOBLOCK)
                 except zmq.Again:
                     break
-                if len(self._tasks) >= self.max_in_flight:
-                    await self._wait_for_room()
                 self._dispatch(frame, pub)
+        for pull, endpoint in zip(pulls, self.endpoints, strict=True):
+            with contextlib.suppress(zmq.ZMQError):
+                pull.disconnect(endpoint.send_spec)
 
     async def _finish_in_flight(self) -> None:
         if not self._tasks:
