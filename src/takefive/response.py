@@ -387,57 +387,45 @@ class JSONResponse(Response):
         super().__init__(data, status, headers, content_type or JSON)
 
 
-class HTMLResponse(Response):
+class _TextResponse(Response):
+    """A text response whose Content-Type is the class's ``text_type``."""
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        content: str | bytes = "",
+        status: int = 200,
+        headers: HeadersInit = None,
+        content_type: str | None = None,
+    ) -> None:
+        kind = self.text_type
+        if (
+            type(content) is str
+            and headers is None
+            and content_type is None
+            and type(status) is int
+            and status in _STATUS_LINES
+        ):  # the common case, without the general constructor
+            self.status = status
+            self.body = content.encode("utf-8", "surrogateescape")
+            self.headers = _content_type_only(kind)
+            return
+        super().__init__(content, status, headers, content_type or kind)
+
+
+class HTMLResponse(_TextResponse):
     """A ``text/html; charset=utf-8`` response."""
 
     __slots__ = ()
     text_type = HTML
 
-    def __init__(
-        self,
-        content: str | bytes = "",
-        status: int = 200,
-        headers: HeadersInit = None,
-        content_type: str | None = None,
-    ) -> None:
-        if (
-            type(content) is str
-            and headers is None
-            and content_type is None
-            and type(status) is int
-            and status in _STATUS_LINES
-        ):  # the common case, without the general constructor
-            self.status = status
-            self.body = content.encode("utf-8", "surrogateescape")
-            self.headers = _content_type_only(HTML)
-            return
-        super().__init__(content, status, headers, content_type or HTML)
 
-
-class PlainTextResponse(Response):
+class PlainTextResponse(_TextResponse):
     """A ``text/plain; charset=utf-8`` response."""
 
     __slots__ = ()
-
-    def __init__(
-        self,
-        content: str | bytes = "",
-        status: int = 200,
-        headers: HeadersInit = None,
-        content_type: str | None = None,
-    ) -> None:
-        if (
-            type(content) is str
-            and headers is None
-            and content_type is None
-            and type(status) is int
-            and status in _STATUS_LINES
-        ):  # the common case, without the general constructor
-            self.status = status
-            self.body = content.encode("utf-8", "surrogateescape")
-            self.headers = _content_type_only(TEXT)
-            return
-        super().__init__(content, status, headers, content_type or TEXT)
+    text_type = TEXT
 
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
