@@ -278,11 +278,15 @@ def _parse_common(data: bytes) -> Message | None:
     )
 
 
+def _to_bytes(data: object) -> bytes:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ProtocolError(f"expected bytes, got {type(data).__name__}")
+    return bytes(data)
+
+
 def _parse_request(data: bytes) -> Message:
     if type(data) is not bytes:
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise ProtocolError(f"expected bytes, got {type(data).__name__}")
-        data = bytes(data)
+        data = _to_bytes(data)
     # find() rather than split(): no copy of the (possibly large) body.
     sp1 = data.find(b" ")
     sp2 = data.find(b" ", sp1 + 1)
@@ -441,9 +445,7 @@ def encode_control(sender: str | bytes, conn_id: str | int, payload: Mapping[str
 def parse_response(data: bytes) -> Reply:
     """Decode one handler -> front end message (what a front end does with it)."""
     if type(data) is not bytes:
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise ProtocolError(f"expected bytes, got {type(data).__name__}")
-        data = bytes(data)
+        data = _to_bytes(data)
     space = data.find(b" ")
     if space <= 0:
         raise ProtocolError("response must start with 'UUID '")
