@@ -140,3 +140,58 @@ async def test_graceful_stop_and_dispatcher_restart(
             await d.call("pid", timeout=0.3)
     finally:
         await d.close()
+
+
+async def test_graceful_stop_serves_the_jobs_already_queued(
+    language: str, worker_procs: WorkerProcs
+) -> None:
+    # SIGTERM while jobs wait in the worker's PULL queue: it must read and run them
+    # before it disconnects (libzmq discards what is queued on a disconnected pipe).
+    jobs = 12
+    async with JobPool(timeout=20) as pool:
+        proc = worker_procs.start(language, connect=(pool.endpoint,))
+        await _all_connected(pool, set(), 1)
+        tasks = [asyncio.ensure_future(pool.submit("sleep", 0.2 + i / 1000)) for i in range(jobs)]
+        # The worker runs one job at a time: once two are answered, the others have
+        # been on the loopback long enough to be queued in its PULL socket.
+        deadline = time.monotonic() + 20
+        while sum(t.done() for t in tasks) < 2:
+            assert time.monotonic() < deadline, "the worker answered no job"
+            await asyncio.sleep(0.01)
+        assert sum(t.done() for t in tasks) < jobs - 2, "the queue drained too fast to test"
+        proc.send_signal(signal.SIGTERM)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert await asyncio.to_thread(proc.wait, 10) == 0
+    lost = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
+    assert not lost, f"jobs {lost} lost on a graceful stop: {results[lost[0]]!r}"
+    assert results == [0.2 + i / 1000 for i in range(jobs)]
+
+
+async def test_graceful_stop_mid_call_answers_it_then_disconnects(
+    language: str, worker_procs: WorkerProcs
+) -> None:
+    # One worker serving a dispatcher and a pool: SIGTERM while it runs a service call
+    # and pool jobs wait in its PULL queue. The call is answered (no WorkerLost), the
+    # dispatcher is told DISCONNECT, and the queued pool jobs are run too.
+    async with Dispatcher(timeout=20) as d, JobPool(timeout=20) as pool:
+        proc = worker_procs.start(language, connect=(pool.endpoint,), service=(d.endpoint,))
+        await d.wait_for_workers(1, timeout=20)
+        await _all_connected(pool, set(), 1)
+        call = asyncio.ensure_future(d.call("sleep", 0.5))
+        deadline = time.monotonic() + 20
+        while not any(w.job_id for w in d.workers()):
+            assert time.monotonic() < deadline, "the call never started"
+            await asyncio.sleep(0.01)
+        tasks = [asyncio.ensure_future(pool.submit("echo", i)) for i in range(10)]
+        # One loop turn: each submit hands its job to the PUSH socket on its first step.
+        # The jobs reach the busy worker's PULL queue during the rest of the 0.5 s call.
+        await asyncio.sleep(0)
+        proc.send_signal(signal.SIGTERM)
+        assert await call == 0.5
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert await asyncio.to_thread(proc.wait, 10) == 0
+        deadline = time.monotonic() + 5
+        while d.workers():  # the dispatcher forgets it (DISCONNECT)
+            assert time.monotonic() < deadline, d.workers()
+            await asyncio.sleep(0.01)
+    assert results == list(range(10))

@@ -324,6 +324,18 @@ static void handle_link_message(link_t *l, message_t *m) {
 
 /* ------------------------------------------------------------------ main */
 
+static long jobs_done = 0;
+
+/* A message from a job pool's PULL socket. */
+static void serve_job(message_t *m) {
+    if (m->count >= 2 && m->count <= MAX_FRAMES && feq(m, 0, HEADER) && feq(m, 1, "REQUEST")) {
+        handle_request(m, NULL);
+        jobs_done++;
+    } else {
+        logmsg("dropping a bad message on the job socket");
+    }
+}
+
 static void usage(void) {
     fprintf(stderr,
             "usage: worker [--connect JOBS_ENDPOINT]... [--service DISPATCHER_ENDPOINT]...\n"
@@ -371,7 +383,6 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nlinks; i++) link_connect(&links[i]);
     logmsg("%s serving echo, fail, pid, sleep", info);
 
-    long jobs = 0;
     message_t m;
     while (!stopping) {
         zmq_pollitem_t items[MAX_LINKS + 1];
@@ -393,30 +404,50 @@ int main(int argc, char **argv) {
         }
         int rc = zmq_poll(items, n, timeout);
         if (rc < 0 && errno != EINTR) break;
-        for (int i = 0; rc > 0 && i < n; i++) {
+        /* Once stopping, start no new job (the one that just ran has been answered). */
+        for (int i = 0; rc > 0 && i < n && !stopping; i++) {
             if (!(items[i].revents & ZMQ_POLLIN)) continue;
             if (owner[i] == NULL) {
                 if (message_recv(pull, &m, ZMQ_DONTWAIT) == 0) {
-                    if (m.count >= 2 && m.count <= MAX_FRAMES && feq(&m, 0, HEADER) &&
-                        feq(&m, 1, "REQUEST")) {
-                        handle_request(&m, NULL);
-                        jobs++;
-                    } else {
-                        logmsg("dropping a bad message on the job socket");
-                    }
+                    serve_job(&m);
                     message_close(&m);
                 }
             } else {
                 link_t *l = owner[i];
-                while (l->sock && message_recv(l->sock, &m, ZMQ_DONTWAIT) == 0) {
+                while (!stopping && l->sock && message_recv(l->sock, &m, ZMQ_DONTWAIT) == 0) {
                     int was_request = m.count == 7 && feq(&m, 1, "REQUEST");
                     handle_link_message(l, &m);
-                    jobs += was_request;
+                    jobs_done += was_request;
                     message_close(&m);
                 }
             }
         }
         links_tick();
+    }
+
+    /* Clean leave (docs/protocol.md), in this order: read every job already queued on
+       the PULL socket, then disconnect it (libzmq discards what is still queued on a
+       pipe whose endpoint is disconnected), say DISCONNECT to each dispatcher (no call
+       of theirs is running: their requests still queued here are dropped, and the
+       dispatcher retries or fails them), then run the jobs read and send their results. */
+    message_t *held = NULL;
+    size_t nheld = 0, cap = 0;
+    if (pull) {
+        for (;;) {
+            if (nheld == cap) {
+                size_t bigger = cap ? 2 * cap : 16;
+                message_t *grown = realloc(held, bigger * sizeof *held);
+                if (!grown) {
+                    logmsg("out of memory: jobs still queued are dropped");
+                    break;
+                }
+                held = grown;
+                cap = bigger;
+            }
+            if (message_recv(pull, &held[nheld], ZMQ_DONTWAIT) != 0) break;
+            nheld++;
+        }
+        for (int i = 0; i < nconnect; i++) zmq_disconnect(pull, connects[i]);
     }
     for (int i = 0; i < nlinks; i++) {
         if (links[i].sock) {
@@ -424,11 +455,18 @@ int main(int argc, char **argv) {
             int linger = 500;
             zmq_setsockopt(links[i].sock, ZMQ_LINGER, &linger, sizeof linger);
             zmq_close(links[i].sock);
+            links[i].sock = NULL;
         }
     }
+    if (nheld) logmsg("stopping: running the %zu job(s) already received", nheld);
+    for (size_t i = 0; i < nheld; i++) {
+        serve_job(&held[i]);
+        message_close(&held[i]);
+    }
+    free(held);
     if (pull) zmq_close(pull);
-    for (int i = 0; i < nresults; i++) zmq_close(results[i].sock);
+    for (int i = 0; i < nresults; i++) zmq_close(results[i].sock); /* LINGER 2 s: results get out */
     zmq_ctx_term(ctx);
-    logmsg("stopped after %ld job(s)", jobs);
+    logmsg("stopped after %ld job(s)", jobs_done);
     return 0;
 }

@@ -48,6 +48,7 @@ class Worker
     @stopping = false
     @jobs = 0
     @pull = nil
+    @connects = connects
     unless connects.empty?
       @pull = @ctx.socket(ZMQ::PULL)
       @pull.setsockopt(ZMQ::LINGER, 0)
@@ -217,12 +218,14 @@ class Worker
       end
       poller.poll((timeout * 1000).ceil)
       poller.readables.each do |sock|
+        break if @stopping # start no new job once stopping (the last one was answered)
+
         if sock.equal?(@pull)
           frames = recv(@pull)
           handle_job(frames) if frames
         else
           link = @links.find { |l| l.sock.equal?(sock) }
-          while link&.sock && (frames = recv(link.sock))
+          while !@stopping && link&.sock && (frames = recv(link.sock))
             handle_link(link, frames)
           end
         end
@@ -232,16 +235,31 @@ class Worker
     shutdown
   end
 
+  # Clean leave (docs/protocol.md), in this order: read every job already queued on
+  # the PULL socket, then disconnect it (libzmq discards what is still queued on a
+  # pipe whose endpoint is disconnected), say DISCONNECT to each dispatcher (no call
+  # of theirs is running: their requests still queued here are dropped, and the
+  # dispatcher retries or fails them), then run the jobs read and send their results.
   def shutdown
+    held = []
+    if @pull
+      while (frames = recv(@pull))
+        held << frames
+      end
+      @connects.each { |ep| @pull.disconnect(ep) }
+    end
     @links.each do |link|
       next unless link.sock
 
       link.sock.send_strings([HEADER, 'DISCONNECT'])
       link.sock.setsockopt(ZMQ::LINGER, 500)
       link.sock.close
+      link.sock = nil
     end
+    log "stopping: running the #{held.size} job(s) already received" unless held.empty?
+    held.each { |frames| handle_job(frames) }
     @pull&.close
-    @results.each_value(&:close)
+    @results.each_value(&:close) # LINGER 2 s: results get out
     @ctx.terminate
     log "stopped after #{@jobs} job(s)"
   end
