@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from factories import SENDER, wire_request
 from takefive import (
     HOLD,
     App,
@@ -20,34 +21,8 @@ from takefive import (
     Request,
     Response,
 )
-from takefive.wire import encode_request, parse_request
 
-SENDER = "f0e1d2c3-0000-4000-8000-000000000001"
-
-
-def make(
-    method: str = "GET",
-    path: str = "/",
-    query: str = "",
-    headers: dict[str, Any] | None = None,
-    body: bytes = b"",
-    *,
-    version: str = "HTTP/1.1",
-    conn_id: int = 5,
-) -> Request:
-    h: dict[str, Any] = {
-        "PATH": path,
-        "METHOD": method,
-        "VERSION": version,
-        "URI": f"{path}?{query}" if query else path,
-        "QUERY": query,
-        "PATTERN": "/",
-        "URL_SCHEME": "http",
-        "REMOTE_ADDR": "127.0.0.1",
-        "host": "localhost",
-    }
-    h.update(headers or {})
-    return Request(parse_request(encode_request(SENDER, conn_id, path, h, body)))
+make = wire_request
 
 
 class Collector:
@@ -239,7 +214,7 @@ def test_cookies_round_trip() -> None:
     @app.route("/login", methods=["POST"])
     def login(request: Request) -> Response:
         r = Response("ok")
-        r.set_cookie("sid", "v a;l\"ue", httponly=True)
+        r.set_cookie("sid", 'v a;l"ue', httponly=True)
         r.set_cookie("theme", "dark")
         return r
 

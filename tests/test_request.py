@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from factories import wire_request
 from takefive.request import (
     Request,
     UploadFile,
@@ -28,31 +29,9 @@ CAPTURED = (
 )
 
 
-def make(
-    method: str = "GET",
-    path: str = "/",
-    query: str = "",
-    headers: dict[str, Any] | None = None,
-    body: bytes = b"",
-    *,
-    version: str = "HTTP/1.1",
-    tnetstring: bool = False,
-) -> Request:
-    h: dict[str, Any] = {
-        "PATH": path,
-        "METHOD": method,
-        "VERSION": version,
-        "URI": f"{path}?{query}" if query else path,
-        "PATTERN": "/",
-        "URL_SCHEME": "http",
-        "REMOTE_ADDR": "10.0.0.9",
-        "host": "example.test",
-    }
-    if query:
-        h["QUERY"] = query
-    h.update(headers or {})
-    frame = encode_request(SENDER, 42, path, h, body, tnetstring_headers=tnetstring)
-    return Request(parse_request(frame))
+make = functools.partial(
+    wire_request, conn_id=42, remote_addr="10.0.0.9", host="example.test", sender=SENDER
+)
 
 
 def test_captured_mongrel2_request() -> None:
