@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 import zmq
@@ -118,6 +118,14 @@ async def start(app: App, *endpoints: Endpoint, **options: object) -> Running:
     return Running(server, task)
 
 
+async def until(condition: Callable[[], bool]) -> None:
+    """Poll ``condition`` until it holds (fails the test after TIMEOUT seconds)."""
+    deadline = asyncio.get_running_loop().time() + TIMEOUT
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.01)
+
+
 def hello_app() -> App:
     app = App()
 
@@ -197,10 +205,7 @@ async def test_backpressure_caps_requests_in_flight(
     running = await start(app, front.endpoint, context=context, max_in_flight=3)
     for i in range(10):
         await front.request(i, "/slow")
-    for _ in range(200):
-        if len(started) >= 3:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: len(started) >= 3)
     await asyncio.sleep(0.2)  # would let more in, were there no cap
     assert len(started) == 3
     assert running.server.in_flight == 3
@@ -248,10 +253,7 @@ async def test_stop_serves_requests_already_queued(
     running = await start(app, front.endpoint, context=context, max_in_flight=1)
     for i in range(5):
         await front.request(i, "/slow")
-    for _ in range(200):
-        if started:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: bool(started))
     await asyncio.sleep(0.2)  # the other four reach this process's queue meanwhile
     assert started == ["0"]
     running.server.stop()
@@ -328,10 +330,7 @@ async def test_deliver_pushes_to_other_connections(
     running = await start(app, front.endpoint, context=context)
     for i in (10, 11, 12):
         await front.request(i, "/wait")
-    for _ in range(200):
-        if len(waiting) == 3:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: len(waiting) == 3)
     await front.request(20, "/send", "POST", b"news")
     replies = [await front.reply() for _ in range(4)]
     pushed = sorted(r.conn_ids[0] for r in replies if bytes(r.body).endswith(b"news"))
