@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from typing import Any
 
 import pytest
 import zmq
+import zmq.asyncio
 
 from takefive import workproto as wp
 from takefive.jobs import BlockingJobPool, JobError, JobPool, JobTimeout
@@ -160,3 +162,176 @@ def test_blocking_pool_after_close_says_closed() -> None:
     with pytest.raises(JobError, match="closed") as info:
         pool.submit("echo", 1)
     assert info.value.code == "closed"
+
+
+# ---------------------------------------------------------------------- a broken pool fails fast
+
+
+class _Sink:
+    """A PULL socket standing in for a worker that takes jobs and never answers."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.PULL)
+        self.sock.connect(endpoint)
+
+    async def take(self) -> wp.Request:
+        self.sock.setsockopt(zmq.RCVTIMEO, 10_000)
+        request = wp.parse(await asyncio.to_thread(self.sock.recv_multipart))
+        assert isinstance(request, wp.Request)
+        return request
+
+    def close(self) -> None:
+        self.sock.close(0)
+        self.ctx.term()
+
+
+async def _fails_broken(aw: Any, *match: str) -> JobError:
+    """``aw`` fails with JobError(code="broken") long before the job's own 60 s timeout."""
+    with pytest.raises(JobError) as info:
+        await asyncio.wait_for(aw, 15)
+    assert info.value.code == "broken", info.value
+    assert not isinstance(info.value, JobTimeout)
+    for text in ("is broken", "create a new JobPool", *match):
+        assert text in str(info.value)
+    return info.value
+
+
+async def test_a_receiver_that_dies_fails_pending_and_later_jobs_at_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.ERROR, "takefive.jobs")
+    pool = JobPool(timeout=60)
+    sink = _Sink(pool.endpoint)
+    die = asyncio.Event()
+
+    async def failing_read(*args: Any, **kwargs: Any) -> list[bytes]:
+        await die.wait()
+        raise RuntimeError("injected read failure")
+
+    monkeypatch.setattr(pool._results, "recv_multipart", failing_read)
+    try:
+        jobs = [asyncio.ensure_future(pool.submit("echo", i)) for i in range(3)]
+        for _ in jobs:
+            await sink.take()  # all three went out and wait for a result
+        assert pool.pending == 3 and not pool.broken
+        die.set()
+        for job in jobs:
+            error = await _fails_broken(job, "receiver task failed", "injected read failure")
+            assert isinstance(error.__cause__, RuntimeError)
+        assert pool.pending == 0 and pool.broken
+        # Logged once, with the traceback of the cause.
+        [record] = [r for r in caplog.records if "is broken" in r.getMessage()]
+        assert record.levelno == logging.ERROR
+        assert record.exc_info is not None and record.exc_info[1] is error.__cause__
+        assert "failing_read" in caplog.text  # the traceback
+        # Later submits fail at once with the same clear error.
+        await _fails_broken(pool.submit("echo", 4), "injected read failure")
+    finally:
+        await pool.close()
+        sink.close()
+    with pytest.raises(JobError) as closed:
+        await pool.submit("echo", 5)
+    assert closed.value.code == "closed"
+
+
+async def test_a_terminated_context_breaks_the_pool_and_term_completes() -> None:
+    ctx = zmq.asyncio.Context()
+    pool = JobPool(timeout=60, context=ctx)
+    sink = _Sink(pool.endpoint)
+    term = threading.Thread(target=ctx.term, daemon=True)
+    try:
+        job = asyncio.ensure_future(pool.submit("echo", 1))
+        await sink.take()  # the job is out; the receiver waits for its result
+        term.start()  # as a shutdown elsewhere in the process would
+        await _fails_broken(job, "Context was terminated")
+        await _fails_broken(pool.submit("echo", 2), "Context was terminated")
+        # The pool closed its sockets, which term() was waiting for.
+        await asyncio.to_thread(term.join, 10)
+        assert not term.is_alive()
+    finally:
+        await pool.close()
+        sink.close()
+
+
+async def test_a_failed_send_breaks_the_pool(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, "takefive.jobs")
+    pool = JobPool(timeout=60)
+    sink = _Sink(pool.endpoint)
+
+    class DeadSocket:  # what a socket of a terminated context does
+        def send(self, *args: Any, **kwargs: Any) -> None:
+            raise zmq.ContextTerminated()
+
+    try:
+        job = asyncio.ensure_future(pool.submit("echo", 1))
+        await sink.take()
+        pool._jobs_out = DeadSocket()  # type: ignore[assignment]
+        await _fails_broken(pool.submit("echo", 2), "sending a job failed", "ContextTerminated")
+        await _fails_broken(job, "sending a job failed")
+        await _fails_broken(pool.submit("echo", 3), "sending a job failed")
+        assert "sending a job failed" in caplog.text
+    finally:
+        await pool.close()
+        sink.close()
+
+
+async def test_a_cancelled_receiver_breaks_the_pool(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "takefive.jobs")
+    async with JobPool(timeout=60) as pool:
+        sink = _Sink(pool.endpoint)
+        try:
+            job = asyncio.ensure_future(pool.submit("echo", 1))
+            await sink.take()
+            assert pool._receiver is not None
+            pool._receiver.cancel()  # by something other than close()
+            await _fails_broken(job, "receiver task was cancelled")
+            await _fails_broken(pool.submit("echo", 2), "receiver task was cancelled")
+            assert "receiver task was cancelled" in caplog.text
+        finally:
+            sink.close()
+
+
+async def test_a_bug_handling_one_result_does_not_stop_the_pool(
+    workers: Workers, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.ERROR, "takefive.jobs")
+    async with JobPool() as pool:
+        handle = pool._on_result
+
+        def buggy(frames: list[bytes]) -> None:
+            if frames == [b"trigger"]:
+                raise KeyError("a bug")
+            handle(frames)
+
+        monkeypatch.setattr(pool, "_on_result", buggy)
+        ctx = zmq.Context()
+        push = ctx.socket(zmq.PUSH)
+        push.connect(pool.results_endpoint)
+        try:
+            workers.start({"echo": lambda p: p}, connect=[pool.endpoint])
+            assert await pool.submit("echo", 1, timeout=10) == 1
+            push.send_multipart([b"trigger"])
+            deadline = time.monotonic() + 5
+            while "error handling a result" not in caplog.text:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            assert await pool.submit("echo", 2, timeout=10) == 2
+            assert not pool.broken
+        finally:
+            push.close(0)
+            ctx.term()
+
+
+async def test_close_after_the_receiver_failed_does_not_raise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pool = JobPool(timeout=60)
+
+    async def failing_read(*args: Any, **kwargs: Any) -> list[bytes]:
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(pool._results, "recv_multipart", failing_read)
+    await _fails_broken(pool.submit("echo", 1), "injected")
+    await pool.close()
+    await pool.close()

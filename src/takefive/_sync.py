@@ -6,6 +6,7 @@
   (``BlockingJobPool``, ``BlockingDispatcher``), built on a :class:`LoopThread`.
 * :class:`Closing` / :class:`AsyncClosing`: ``with`` / ``async with`` that close.
 * :func:`deadline`: a timer that fails a future with :class:`TimeoutError`.
+* :func:`why_stopped`: why a client's background task (a receiver) ended, in words.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from typing import Any, Generic, Protocol, Self, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["AsyncClosing", "BlockingClient", "Closing", "LoopStopped", "LoopThread", "deadline"]
+__all__ = [
+    "AsyncClosing",
+    "BlockingClient",
+    "Closing",
+    "LoopStopped",
+    "LoopThread",
+    "deadline",
+    "why_stopped",
+]
 
 
 class LoopStopped(RuntimeError):
@@ -98,6 +107,20 @@ def deadline(future: asyncio.Future[Any], seconds: float) -> asyncio.TimerHandle
     Task. Cancel the returned handle once the future is done.
     """
     return future.get_loop().call_later(seconds, _expire, future)
+
+
+def why_stopped(task: asyncio.Task[Any]) -> tuple[str, BaseException | None]:
+    """Why the finished ``task`` stopped, in words, and the exception that stopped it.
+
+    For a client whose background task must run until the client is closed: its
+    done callback uses this to fail what waits on it with a clear message.
+    """
+    if task.cancelled():
+        return "was cancelled", None
+    exc = task.exception()
+    if exc is None:
+        return "returned", None
+    return f"failed: {type(exc).__name__}: {exc}", exc
 
 
 class Closing:

@@ -18,6 +18,12 @@ handed to a worker was ever run. If the worker dies, the jobs it held are gone;
 seconds (never hangs). When a job must not be lost, use
 :mod:`takefive.services`, which notices dead workers by heartbeat and retries.
 
+**A broken pool fails fast**: if the task that collects results stops for any
+reason other than :meth:`JobPool.close` (the ZeroMQ context was terminated, a
+bug), the error is logged, every pending job fails at once with
+:class:`JobError` (code ``broken``, the cause in the message) and so does every
+later ``submit``. The pool cannot be repaired: create a new one.
+
 :class:`BlockingJobPool` is the same for plain synchronous scripts.
 """
 
@@ -34,7 +40,7 @@ import zmq
 import zmq.asyncio
 
 from takefive import workproto as wp
-from takefive._sync import AsyncClosing, BlockingClient, deadline
+from takefive._sync import AsyncClosing, BlockingClient, deadline, why_stopped
 from takefive._zmqutil import last_endpoint, send_frames
 from takefive.workproto import WorkError
 
@@ -44,7 +50,8 @@ log = logging.getLogger("takefive.jobs")
 
 
 class JobError(WorkError):
-    """A job failed: the worker sent ``ERROR`` (``code`` says which), or the pool closed."""
+    """A job failed: the worker sent ``ERROR`` (``code`` says which), or the pool closed
+    (``closed``) or broke (``broken``)."""
 
 
 class JobTimeout(JobError, TimeoutError):
@@ -55,6 +62,10 @@ _MAYBE_LOST = (
     "the job was handed to a worker, which may have died with it "
     "(PUSH/PULL cannot tell); use takefive.services for jobs that must not be lost"
 )
+
+# An asyncio recv on a socket whose context was terminated waits forever; waking
+# up this often (when idle) lets the receiver's next recv see ETERM and stop.
+CHECK_INTERVAL_MS = 1000
 
 
 class JobPool(AsyncClosing):
@@ -87,6 +98,7 @@ class JobPool(AsyncClosing):
             sock.setsockopt(zmq.LINGER, 0)
         self._jobs.setsockopt(zmq.SNDHWM, hwm)
         self._results.setsockopt(zmq.RCVHWM, 0)  # never drop a result
+        self._results.setsockopt(zmq.RCVTIMEO, CHECK_INTERVAL_MS)  # see _receive
         try:
             self._jobs.bind(jobs_endpoint)
             self._results.bind(results_endpoint)
@@ -105,6 +117,7 @@ class JobPool(AsyncClosing):
         self._pending: dict[bytes, asyncio.Future[wp.Reply | wp.Error]] = {}
         self._receiver: asyncio.Task[None] | None = None
         self._closed = False
+        self._broken: tuple[str, BaseException | None] | None = None  # (message, cause)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -115,7 +128,8 @@ class JobPool(AsyncClosing):
         self._closed = True
         if self._receiver is not None:
             self._receiver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # A receiver that failed (a broken pool) was logged already.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._receiver
         for job_id, fut in list(self._pending.items()):
             if not fut.done():
@@ -128,6 +142,50 @@ class JobPool(AsyncClosing):
     def pending(self) -> int:
         """Jobs submitted and not yet answered."""
         return len(self._pending)
+
+    @property
+    def broken(self) -> bool:
+        """True once the pool stopped working (see the module docs); create a new one."""
+        return self._broken is not None
+
+    def _broken_error(self, job_id: bytes = b"") -> JobError:
+        assert self._broken is not None
+        message, cause = self._broken
+        error = JobError(message, code="broken", job_id=job_id)
+        error.__cause__ = cause
+        error.__suppress_context__ = True
+        return error
+
+    def _break(self, why: str, cause: BaseException | None) -> None:
+        """The pool cannot work any more: say so loudly, fail every pending job, close."""
+        if self._closed or self._broken is not None:
+            return
+        message = (
+            f"the job pool (jobs {self.endpoint}, results {self.results_endpoint}) is broken: "
+            f"{why}; create a new JobPool"
+        )
+        self._broken = (message, cause)
+        if cause is None:
+            log.warning("%s", message)
+        else:
+            log.error("%s", message, exc_info=cause)
+        if self._receiver is not None and not self._receiver.done():
+            self._receiver.cancel()
+        pending, self._pending = self._pending, {}
+        for job_id, fut in pending.items():
+            if not fut.done():
+                fut.set_exception(self._broken_error(job_id))
+        # Release the ports, and let a context.term() waiting on these sockets finish.
+        self._jobs.close(0)
+        self._results.close(0)
+
+    def _receiver_stopped(self, task: asyncio.Task[None]) -> None:
+        if not self._closed:
+            why, cause = why_stopped(task)
+            self._break(f"its receiver task {why}", cause)
+
+    def _send_failed(self, exc: zmq.ZMQError) -> None:
+        self._break(f"sending a job failed: {type(exc).__name__}: {exc}", exc)
 
     # ------------------------------------------------------------------ jobs
 
@@ -147,6 +205,8 @@ class JobPool(AsyncClosing):
         """
         if self._closed:
             raise JobError("the job pool is closed", code="closed")
+        if self._broken is not None:
+            raise self._broken_error()
         timeout = self.timeout if timeout is None else timeout
         encoding = encoding or self.encoding
         data = wp.encode_payload(payload, encoding)
@@ -154,7 +214,8 @@ class JobPool(AsyncClosing):
         frames = wp.encode_request(job_id, name, data, encoding, self.reply_to)
         loop = asyncio.get_running_loop()
         if self._receiver is None:
-            self._receiver = loop.create_task(self._receive())
+            self._receiver = loop.create_task(self._receive(), name="takefive-jobs-receive")
+            self._receiver.add_done_callback(self._receiver_stopped)
         fut: asyncio.Future[wp.Reply | wp.Error] = loop.create_future()
         self._pending[job_id] = fut
         try:
@@ -162,6 +223,10 @@ class JobPool(AsyncClosing):
         except zmq.Again:
             # No worker connected yet, or every worker's queue is full.
             answer = await self._submit_slowly(job_id, name, frames, fut, timeout)
+        except zmq.ZMQError as exc:  # ETERM, ENOTSOCK: this socket is done for
+            del self._pending[job_id]  # this job fails here, not through its future
+            self._send_failed(exc)
+            raise self._broken_error(job_id) from None
         else:
             # The fast path: one future and one timer per job.
             timer = deadline(fut, timeout)
@@ -188,7 +253,12 @@ class JobPool(AsyncClosing):
         timeout: float,  # noqa: ASYNC109
     ) -> wp.Reply | wp.Error:
         send: asyncio.Future[Any] = asyncio.ensure_future(self._jobs.send_multipart(frames))
-        send.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved
+
+        def check_send(f: asyncio.Future[Any]) -> None:
+            if not f.cancelled() and isinstance(exc := f.exception(), zmq.ZMQError):
+                self._send_failed(exc)
+
+        send.add_done_callback(check_send)
         timer = deadline(fut, timeout)
 
         def stop_sending(_: object) -> None:
@@ -226,11 +296,21 @@ class JobPool(AsyncClosing):
         elif not fut.done():
             fut.set_result(msg)
 
+    def _on_result_safely(self, frames: list[bytes]) -> None:
+        try:
+            self._on_result(frames)
+        except Exception:  # a bug here must not stop the pool
+            log.exception("error handling a result on %s", self.results_endpoint)
+
     async def _receive(self) -> None:
+        """Runs until close(); if it stops otherwise, _receiver_stopped breaks the pool."""
         results, results_now = self._results, self._results_now
-        on_result = self._on_result
+        on_result = self._on_result_safely
         while True:
-            on_result(await results.recv_multipart())
+            try:
+                on_result(await results.recv_multipart())
+            except zmq.Again:  # RCVTIMEO: idle; the next recv raises if the context is gone
+                continue
             # Then whatever else is already here, without a trip through the loop each.
             for _ in range(10_000):
                 try:
