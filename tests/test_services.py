@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from typing import Any
 
 import pytest
 import zmq
+import zmq.asyncio
 
 from takefive import workproto as wp
 from takefive.services import (
@@ -262,5 +264,129 @@ async def test_any_message_even_a_bad_one_is_a_sign_of_life() -> None:
                 raw.sock.send_multipart([b"T5W1", b"JUNK"])
                 await asyncio.sleep(0.05)
             assert len(d.workers()) == 1
+        finally:
+            raw.close()
+
+
+# ------------------------------------------------------------- a broken dispatcher fails fast
+
+
+async def _fails_broken(aw: Any, *match: str) -> ServiceError:
+    """``aw`` fails with ServiceError(code="broken") long before the call's 60 s timeout."""
+    with pytest.raises(ServiceError) as info:
+        await asyncio.wait_for(aw, 15)
+    assert info.value.code == "broken", info.value
+    assert not isinstance(info.value, ServiceTimeout | WorkerLost)
+    for text in ("is broken", "create a new Dispatcher", *match):
+        assert text in str(info.value)
+    return info.value
+
+
+async def _busy_and_queued(d: Dispatcher, raw: RawWorker) -> list[asyncio.Future[Any]]:
+    """One call running on ``raw`` (which never answers) and one waiting in the queue."""
+    await d.wait_for_workers(1)
+    busy = asyncio.ensure_future(d.call("echo", 1))
+    await raw.next(wp.Request)
+    queued = asyncio.ensure_future(d.call("nobody", 2))
+    for _ in range(1000):  # polls for up to 5 s
+        if d.queued:
+            break
+        await asyncio.sleep(0.005)
+    assert d.queued == 1
+    return [busy, queued]
+
+
+async def test_a_receive_task_that_dies_fails_pending_and_later_calls_at_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.ERROR, "takefive.services")
+    d = Dispatcher(timeout=60)
+    real_read = d._router.recv_multipart
+    die = asyncio.Event()
+
+    async def read_until_told_to_fail(*args: Any, **kwargs: Any) -> list[bytes]:
+        recv = asyncio.ensure_future(real_read(*args, **kwargs))
+        dying = asyncio.ensure_future(die.wait())
+        await asyncio.wait({recv, dying}, return_when=asyncio.FIRST_COMPLETED)
+        dying.cancel()
+        if recv.done():
+            return recv.result()
+        recv.cancel()
+        raise RuntimeError("injected read failure")
+
+    monkeypatch.setattr(d._router, "recv_multipart", read_until_told_to_fail)
+    raw = RawWorker(d.endpoint, hb_ms=5000)
+    try:
+        calls = await _busy_and_queued(d, raw)
+        die.set()
+        for call in calls:
+            error = await _fails_broken(call, "receive task failed", "injected read failure")
+            assert isinstance(error.__cause__, RuntimeError)
+        assert d.broken and d.queued == 0 and d.workers() == []
+        [record] = [r for r in caplog.records if "is broken" in r.getMessage()]
+        assert record.levelno == logging.ERROR
+        assert record.exc_info is not None and record.exc_info[1] is error.__cause__
+        assert "read_until_told_to_fail" in caplog.text  # the traceback
+        await _fails_broken(d.call("echo", 3), "injected read failure")
+        await _fails_broken(d.wait_for_workers(1), "injected read failure")
+    finally:
+        await d.close()
+        await d.close()
+        raw.close()
+    with pytest.raises(ServiceError) as closed:
+        await d.call("echo", 4)
+    assert closed.value.code == "closed"
+
+
+async def test_a_terminated_context_breaks_the_dispatcher_and_term_completes() -> None:
+    ctx = zmq.asyncio.Context()
+    d = Dispatcher(timeout=60, context=ctx)
+    raw = RawWorker(d.endpoint, hb_ms=5000)
+    term = threading.Thread(target=ctx.term, daemon=True)
+    try:
+        calls = await _busy_and_queued(d, raw)
+        term.start()  # as a shutdown elsewhere in the process would
+        for call in calls:
+            await _fails_broken(call, "Context was terminated")
+        await _fails_broken(d.call("echo", 3), "Context was terminated")
+        await asyncio.to_thread(term.join, 10)  # the dispatcher closed its socket
+        assert not term.is_alive()
+    finally:
+        await d.close()
+        raw.close()
+
+
+async def test_a_heartbeat_task_that_dies_breaks_the_dispatcher(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.ERROR, "takefive.services")
+    d = Dispatcher(timeout=60)
+    raw = RawWorker(d.endpoint, hb_ms=100)
+    try:
+        calls = await _busy_and_queued(d, raw)
+
+        def buggy_send(*args: Any) -> bool:
+            raise RuntimeError("a bug in the heartbeat")
+
+        monkeypatch.setattr(d, "_send", buggy_send)  # the next heartbeat to raw fails
+        for call in calls:
+            await _fails_broken(call, "heartbeat task failed", "a bug in the heartbeat")
+        await _fails_broken(d.call("echo", 3), "heartbeat task failed")
+        assert "buggy_send" in caplog.text  # the traceback
+    finally:
+        await d.close()
+        raw.close()
+
+
+async def test_a_cancelled_task_breaks_the_dispatcher(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "takefive.services")
+    async with Dispatcher(timeout=60) as d:
+        raw = RawWorker(d.endpoint, hb_ms=5000)
+        try:
+            calls = await _busy_and_queued(d, raw)
+            d._tasks[0].cancel()  # by something other than close()
+            for call in calls:
+                await _fails_broken(call, "receive task was cancelled")
+            assert "receive task was cancelled" in caplog.text
         finally:
             raw.close()

@@ -20,7 +20,12 @@ takefive needs:
   must not run twice is never run twice by takefive;
 * every call has a deadline (``timeout``): it ends with a result, an error from
   the worker (:class:`ServiceError`), :class:`WorkerLost` or
-  :class:`ServiceTimeout`; nothing waits forever.
+  :class:`ServiceTimeout`; nothing waits forever;
+* if one of the dispatcher's two tasks (receive, heartbeat) stops for any reason
+  other than :meth:`Dispatcher.close` (the ZeroMQ context was terminated, a bug),
+  the dispatcher is *broken*: the error is logged, every pending call fails at once
+  with :class:`ServiceError` (code ``broken``, the cause in the message), and so
+  does every later call. Create a new dispatcher.
 
 Use :class:`Dispatcher` from async code and :class:`BlockingDispatcher` from
 plain scripts. Workers: ``takefive worker MODULE:FUNC --service ENDPOINT``.
@@ -42,7 +47,7 @@ import zmq
 import zmq.asyncio
 
 from takefive import workproto as wp
-from takefive._sync import AsyncClosing, BlockingClient, deadline
+from takefive._sync import AsyncClosing, BlockingClient, deadline, why_stopped
 from takefive._zmqutil import last_endpoint, send_frames
 from takefive.workproto import WorkError
 
@@ -58,9 +63,14 @@ __all__ = [
 
 log = logging.getLogger("takefive.services")
 
+# An asyncio recv on a socket whose context was terminated waits forever; waking
+# up this often (when idle) lets the receive task's next recv see ETERM and stop.
+CHECK_INTERVAL_MS = 1000
+
 
 class ServiceError(WorkError):
-    """A service call failed; ``code`` says why (a worker's ``ERROR`` code, or ``closed``)."""
+    """A service call failed; ``code`` says why (a worker's ``ERROR`` code, or one of
+    the dispatcher's own: ``timeout``, ``worker-lost``, ``closed``, ``broken``)."""
 
 
 class ServiceTimeout(ServiceError, TimeoutError):
@@ -146,6 +156,7 @@ class Dispatcher(AsyncClosing):
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._router.setsockopt(zmq.SNDHWM, 0)
         self._router.setsockopt(zmq.RCVHWM, 0)
+        self._router.setsockopt(zmq.RCVTIMEO, CHECK_INTERVAL_MS)  # see _receive
         try:
             self._router.bind(endpoint)
         except zmq.ZMQError:
@@ -162,10 +173,13 @@ class Dispatcher(AsyncClosing):
         self._changed = asyncio.Event()
         self._wake_tick = asyncio.Event()
         self._closed = False
+        self._broken: tuple[str, BaseException | None] | None = None  # (message, cause)
         self._tasks = [
             self._loop.create_task(self._receive(), name="takefive-services-receive"),
-            self._loop.create_task(self._tick(), name="takefive-services-tick"),
+            self._loop.create_task(self._tick(), name="takefive-services-heartbeat"),
         ]
+        for task in self._tasks:
+            task.add_done_callback(self._task_stopped)
 
     # ------------------------------------------------------------------ public API
 
@@ -188,6 +202,8 @@ class Dispatcher(AsyncClosing):
         """
         if self._closed:
             raise ServiceError("the dispatcher is closed", code="closed")
+        if self._broken is not None:
+            raise self._broken_error()
         timeout = self.timeout if timeout is None else timeout
         encoding = encoding or self.encoding
         seq = next(self._seq)
@@ -261,6 +277,8 @@ class Dispatcher(AsyncClosing):
 
         deadline = time.monotonic() + timeout
         while len(found := matching()) < count:
+            if self._broken is not None:
+                raise self._broken_error()
             left = deadline - time.monotonic()
             if left <= 0:
                 raise ServiceTimeout(
@@ -281,7 +299,8 @@ class Dispatcher(AsyncClosing):
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            # A task that failed (a broken dispatcher) was logged already.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         for worker in list(self._workers.values()):
             self._send(worker, wp.encode_disconnect())
@@ -293,12 +312,65 @@ class Dispatcher(AsyncClosing):
         self._waiting.clear()
         self._workers.clear()
         self._ready.clear()
-        self._router.setsockopt(zmq.LINGER, 200)
-        self._router.close()
+        if not self._router.closed:  # a broken dispatcher closed it already
+            with contextlib.suppress(zmq.ZMQError):  # a terminated context
+                self._router.setsockopt(zmq.LINGER, 200)
+            self._router.close()
+
+    @property
+    def broken(self) -> bool:
+        """True once the dispatcher stopped working (see the module docs); create a new one."""
+        return self._broken is not None
+
+    def _broken_error(self, job_id: bytes = b"") -> ServiceError:
+        assert self._broken is not None
+        message, cause = self._broken
+        error = ServiceError(message, code="broken", job_id=job_id)
+        error.__cause__ = cause
+        error.__suppress_context__ = True
+        return error
+
+    def _break(self, why: str, cause: BaseException | None) -> None:
+        """The dispatcher cannot work any more: say so loudly, fail every call, close."""
+        if self._closed or self._broken is not None:
+            return
+        message = f"the dispatcher on {self.endpoint} is broken: {why}; create a new Dispatcher"
+        self._broken = (message, cause)
+        if cause is None:
+            log.warning("%s", message)
+        else:
+            log.error("%s", message, exc_info=cause)
+        for task in self._tasks:
+            if not task.done():
+                task.cancel()
+        calls = [w.call for w in self._workers.values() if w.call is not None]
+        calls += [call for queue in self._waiting.values() for call in queue]
+        for worker in self._workers.values():
+            worker.call = None
+        self._workers.clear()
+        self._ready.clear()
+        self._waiting.clear()
+        for call in calls:
+            call.worker = None
+            if not call.future.done():
+                call.future.set_exception(self._broken_error(call.job_id))
+        self._changed.set()  # wake wait_for_workers()
+        # Release the port, and let a context.term() waiting on this socket finish.
+        self._router.close(0)
+
+    def _task_stopped(self, task: asyncio.Task[None]) -> None:
+        if not self._closed:
+            why, cause = why_stopped(task)
+            name = task.get_name().removeprefix("takefive-services-")
+            self._break(f"its {name} task {why}", cause)
 
     # ------------------------------------------------------------------ scheduling
 
     def _submit(self, call: _Call, *, front: bool = False) -> None:
+        if self._broken is not None:  # a retry or a requeue after the dispatcher broke
+            if not call.future.done():
+                call.future.set_exception(self._broken_error(call.job_id))
+            return
         worker = next((w for w in self._ready.values() if call.service in w.services), None)
         if worker is not None:
             self._start(call, worker)
@@ -357,6 +429,8 @@ class Dispatcher(AsyncClosing):
 
     def _lose(self, worker: _Worker, why: str) -> None:
         """Forget ``worker``; retry or fail the call it was running."""
+        if self._broken is not None:  # every worker is forgotten already
+            return
         self._workers.pop(worker.identity, None)
         self._ready.pop(worker.identity, None)
         self._changed.set()
@@ -387,25 +461,39 @@ class Dispatcher(AsyncClosing):
             self._submit(call, front=True)
 
     def _tell_disconnect(self, identity: bytes) -> None:
+        if self._broken is not None:  # the socket is closed
+            return
         try:
             send_frames(self._out, [identity, *wp.encode_disconnect()], zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass  # gone already
+        except zmq.ZMQError as exc:  # EHOSTUNREACH: gone already
+            self._check_socket(exc)
 
     def _send(self, worker: _Worker, frames: list[bytes]) -> bool:
+        if self._broken is not None:  # the socket is closed
+            return False
         try:
             send_frames(self._out, [worker.identity, *frames], zmq.NOBLOCK)
         except zmq.ZMQError as exc:  # EHOSTUNREACH: the peer is gone
             log.debug("send to %s failed: %s", worker.info, exc)
+            self._check_socket(exc)
             return False
         return True
+
+    def _check_socket(self, exc: zmq.ZMQError) -> None:
+        """A send failed: if the socket itself is unusable (not just one peer gone), break."""
+        if exc.errno in (zmq.ETERM, zmq.ENOTSOCK):
+            self._break(f"sending failed: {type(exc).__name__}: {exc}", exc)
 
     # ------------------------------------------------------------------ socket loops
 
     async def _receive(self) -> None:
+        """Runs until close(); if it stops otherwise, _task_stopped breaks the dispatcher."""
         router = self._router
         while True:
-            frames = await router.recv_multipart()
+            try:
+                frames = await router.recv_multipart()
+            except zmq.Again:  # RCVTIMEO: idle; the next recv raises if the context is gone
+                continue
             try:
                 self._on_message(frames[0], frames[1:])
             except Exception:  # a bug here must not stop the dispatcher
