@@ -110,7 +110,7 @@ class WorkError(Exception):
 
     ``code`` is an ``ERROR`` code from a worker (``failed``, ``unknown``,
     ``bad-request``) or one of the caller's own: ``timeout``, ``worker-lost``,
-    ``closed``, ``bad-reply``.
+    ``closed``, ``broken``, ``bad-reply``.
     """
 
     def __init__(self, message: str, *, code: str = "failed", job_id: bytes = b"") -> None:
