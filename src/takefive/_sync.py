@@ -7,21 +7,26 @@
 * :class:`Closing` / :class:`AsyncClosing`: ``with`` / ``async with`` that close.
 * :func:`deadline`: a timer that fails a future with :class:`TimeoutError`.
 * :func:`why_stopped`: why a client's background task (a receiver) ended, in words.
+* :class:`Breakable`: a client that can break for good, and the error its calls get then.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, Generic, Protocol, Self, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
+
+from takefive.workproto import WorkError
 
 T = TypeVar("T")
 
 __all__ = [
     "AsyncClosing",
     "BlockingClient",
+    "Breakable",
     "Closing",
     "LoopStopped",
     "LoopThread",
@@ -192,3 +197,38 @@ class BlockingClient(Closing, Generic[C]):
         except LoopStopped:
             return  # closed already
         self._thread.stop()
+
+
+E = TypeVar("E", bound=WorkError)
+
+
+class Breakable(Generic[E]):
+    """A client (job pool, dispatcher) that can stop working for good.
+
+    :meth:`_mark_broken` records why, once, and logs it; from then on every call
+    fails with :meth:`_broken_error`, an ``_error_type`` with code ``broken``.
+    """
+
+    _error_type: ClassVar[type[WorkError]]
+    _broken: tuple[str, BaseException | None] | None = None  # (message, cause)
+
+    @property
+    def broken(self) -> bool:
+        """True once it stopped working (see the module docs); create a new one."""
+        return self._broken is not None
+
+    def _broken_error(self, job_id: bytes = b"") -> E:
+        assert self._broken is not None
+        message, cause = self._broken
+        error = self._error_type(message, code="broken", job_id=job_id)
+        error.__cause__ = cause
+        error.__suppress_context__ = True
+        return error  # type: ignore[return-value]
+
+    def _mark_broken(self, message: str, cause: BaseException | None, log: logging.Logger) -> None:
+        """Record why it broke and say so loudly (with the traceback when there is one)."""
+        self._broken = (message, cause)
+        if cause is None:
+            log.warning("%s", message)
+        else:
+            log.error("%s", message, exc_info=cause)

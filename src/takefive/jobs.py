@@ -40,7 +40,7 @@ import zmq
 import zmq.asyncio
 
 from takefive import workproto as wp
-from takefive._sync import AsyncClosing, BlockingClient, deadline, why_stopped
+from takefive._sync import AsyncClosing, BlockingClient, Breakable, deadline, why_stopped
 from takefive._zmqutil import last_endpoint, send_frames
 from takefive.workproto import WorkError
 
@@ -68,7 +68,7 @@ _MAYBE_LOST = (
 CHECK_INTERVAL_MS = 1000
 
 
-class JobPool(AsyncClosing):
+class JobPool(AsyncClosing, Breakable[JobError]):
     """The caller's side of a job pool. Binds at construction; use from one event loop.
 
     ``jobs_endpoint`` and ``results_endpoint`` may end in ``:*`` (a free port);
@@ -76,6 +76,8 @@ class JobPool(AsyncClosing):
     ``reply_to`` is the results endpoint as workers must connect to it (defaults
     to the bound one; set it when binding to a wildcard address like ``tcp://*:5556``).
     """
+
+    _error_type = JobError
 
     def __init__(
         self,
@@ -117,7 +119,6 @@ class JobPool(AsyncClosing):
         self._pending: dict[bytes, asyncio.Future[wp.Reply | wp.Error]] = {}
         self._receiver: asyncio.Task[None] | None = None
         self._closed = False
-        self._broken: tuple[str, BaseException | None] | None = None  # (message, cause)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -143,19 +144,6 @@ class JobPool(AsyncClosing):
         """Jobs submitted and not yet answered."""
         return len(self._pending)
 
-    @property
-    def broken(self) -> bool:
-        """True once the pool stopped working (see the module docs); create a new one."""
-        return self._broken is not None
-
-    def _broken_error(self, job_id: bytes = b"") -> JobError:
-        assert self._broken is not None
-        message, cause = self._broken
-        error = JobError(message, code="broken", job_id=job_id)
-        error.__cause__ = cause
-        error.__suppress_context__ = True
-        return error
-
     def _break(self, why: str, cause: BaseException | None) -> None:
         """The pool cannot work any more: say so loudly, fail every pending job, close."""
         if self._closed or self._broken is not None:
@@ -164,11 +152,7 @@ class JobPool(AsyncClosing):
             f"the job pool (jobs {self.endpoint}, results {self.results_endpoint}) is broken: "
             f"{why}; create a new JobPool"
         )
-        self._broken = (message, cause)
-        if cause is None:
-            log.warning("%s", message)
-        else:
-            log.error("%s", message, exc_info=cause)
+        self._mark_broken(message, cause, log)
         if self._receiver is not None and not self._receiver.done():
             self._receiver.cancel()
         pending, self._pending = self._pending, {}

@@ -47,7 +47,7 @@ import zmq
 import zmq.asyncio
 
 from takefive import workproto as wp
-from takefive._sync import AsyncClosing, BlockingClient, deadline, why_stopped
+from takefive._sync import AsyncClosing, BlockingClient, Breakable, deadline, why_stopped
 from takefive._zmqutil import last_endpoint, send_frames
 from takefive.workproto import WorkError
 
@@ -125,12 +125,14 @@ class _Worker:
     calls_done: int = 0
 
 
-class Dispatcher(AsyncClosing):
+class Dispatcher(AsyncClosing, Breakable[ServiceError]):
     """The caller's side of takefive services: binds a ROUTER that workers connect to.
 
     Create it inside a running event loop (it binds at once; ``endpoint`` may end
     in ``:*`` for a free port, read back from :attr:`endpoint`).
     """
+
+    _error_type = ServiceError
 
     def __init__(
         self,
@@ -173,7 +175,6 @@ class Dispatcher(AsyncClosing):
         self._changed = asyncio.Event()
         self._wake_tick = asyncio.Event()
         self._closed = False
-        self._broken: tuple[str, BaseException | None] | None = None  # (message, cause)
         self._tasks = [
             self._loop.create_task(self._receive(), name="takefive-services-receive"),
             self._loop.create_task(self._tick(), name="takefive-services-heartbeat"),
@@ -317,29 +318,12 @@ class Dispatcher(AsyncClosing):
                 self._router.setsockopt(zmq.LINGER, 200)
             self._router.close()
 
-    @property
-    def broken(self) -> bool:
-        """True once the dispatcher stopped working (see the module docs); create a new one."""
-        return self._broken is not None
-
-    def _broken_error(self, job_id: bytes = b"") -> ServiceError:
-        assert self._broken is not None
-        message, cause = self._broken
-        error = ServiceError(message, code="broken", job_id=job_id)
-        error.__cause__ = cause
-        error.__suppress_context__ = True
-        return error
-
     def _break(self, why: str, cause: BaseException | None) -> None:
         """The dispatcher cannot work any more: say so loudly, fail every call, close."""
         if self._closed or self._broken is not None:
             return
         message = f"the dispatcher on {self.endpoint} is broken: {why}; create a new Dispatcher"
-        self._broken = (message, cause)
-        if cause is None:
-            log.warning("%s", message)
-        else:
-            log.error("%s", message, exc_info=cause)
+        self._mark_broken(message, cause, log)
         for task in self._tasks:
             if not task.done():
                 task.cancel()
