@@ -7,7 +7,7 @@ Everything here is pure (no processes, no network) except :func:`write_chart` an
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +229,23 @@ def _fmt_ms(value: float | None) -> str:
     return f"{value:.2f}" if value < 10 else f"{value:.1f}"
 
 
+def _cells(
+    measured: list[dict[str, Any]],
+    columns: list[tuple[str, int]],
+    col_names: list[str],
+    cell: Callable[[dict[str, Any]], str],
+) -> list[str]:
+    """A table with a row per stack and ``cell(result)`` per route and level ("-" if none)."""
+    rows = []
+    for stack in measured:
+        row = [stack["label"]]
+        for route, level in columns:
+            r = find_result(stack, route, level)
+            row.append("-" if r is None else cell(r))
+        rows.append(row)
+    return _table(["stack", *col_names], rows)
+
+
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -296,49 +313,33 @@ def render_markdown(data: dict[str, Any], soak: dict[str, Any] | None = None) ->
 
     measured = _measured(data)
     lines += ["### Requests/s (ratio to the baseline; absolute figure in brackets)", ""]
-    rows = []
-    for stack in measured:
-        row = [stack["label"]]
-        for route, level in columns:
-            r = find_result(stack, route, level)
-            row.append("-" if r is None else f"{_fmt_x(r['ratio']['rps'])} ({_fmt_int(r['rps'])})")
-        rows.append(row)
-    lines += _table(["stack", *col_names], rows)
+    lines += _cells(
+        measured,
+        columns,
+        col_names,
+        lambda r: f"{_fmt_x(r['ratio']['rps'])} ({_fmt_int(r['rps'])})",
+    )
 
     lines += ["", "### Latency p50 / p99 (ms)", ""]
-    rows = []
-    for stack in measured:
-        row = [stack["label"]]
-        for route, level in columns:
-            r = find_result(stack, route, level)
-            row.append("-" if r is None else f"{_fmt_ms(r['p50_ms'])} / {_fmt_ms(r['p99_ms'])}")
-        rows.append(row)
-    lines += _table(["stack", *col_names], rows)
+    lines += _cells(
+        measured, columns, col_names, lambda r: f"{_fmt_ms(r['p50_ms'])} / {_fmt_ms(r['p99_ms'])}"
+    )
     lines += [
         "",
         "Latency ratio p50 / p99 to the baseline (below 1.0 is faster):",
         "",
     ]
-    rows = []
-    for stack in measured:
-        row = [stack["label"]]
-        for route, level in columns:
-            r = find_result(stack, route, level)
-            row.append(
-                "-" if r is None else f"{_fmt_x(r['ratio']['p50'])} / {_fmt_x(r['ratio']['p99'])}"
-            )
-        rows.append(row)
-    lines += _table(["stack", *col_names], rows)
+    lines += _cells(
+        measured,
+        columns,
+        col_names,
+        lambda r: f"{_fmt_x(r['ratio']['p50'])} / {_fmt_x(r['ratio']['p99'])}",
+    )
 
     lines += ["", "### Errors: responses with status ≥ 400 / socket errors", ""]
-    rows = []
-    for stack in measured:
-        row = [stack["label"]]
-        for route, level in columns:
-            r = find_result(stack, route, level)
-            row.append("-" if r is None else f"{r['non2xx']} / {r['socket_errors_total']}")
-        rows.append(row)
-    lines += _table(["stack", *col_names], rows)
+    lines += _cells(
+        measured, columns, col_names, lambda r: f"{r['non2xx']} / {r['socket_errors_total']}"
+    )
 
     lines += [
         "",
@@ -352,8 +353,8 @@ def render_markdown(data: dict[str, Any], soak: dict[str, Any] | None = None) ->
     rows = []
     for stack in measured:
         names: list[str] = []
-        for r in _results(stack):
-            for p in r["processes"]:
+        for result in _results(stack):
+            for p in result["processes"]:
                 if p["name"] not in names:
                     names.append(p["name"])
         for name in names:
