@@ -1,7 +1,8 @@
-"""CPU per message of the handler's own work, in process, with no sockets.
+"""CPU per message of the handler's own work, in process, with no network.
 
 Feeds pre-built Mongrel2 frames through exactly what the runner does for each one
-(parse, Request, App.handle, render, encode) and reports microseconds per message.
+(parse, Request, App.handle, render, encode, and the send on a real PUB socket to an
+inproc SUB, read after the clock stops) and reports microseconds per message.
 A tool for optimising the hot path, not a benchmark figure.
 
 Run: ``python -m bench.inprocess [--profile]``
@@ -15,22 +16,23 @@ import cProfile
 import pstats
 import time
 
+import zmq
+
 from bench.handler_only import build_frames
 from bench.stacks.takefive_app import app
 from takefive.runner import HandlerServer
 
 
-class _NullOutbox:
-    def __init__(self) -> None:
-        self.sent = 0
-
-    def deliver(self, sender: str, conn_ids: object, data: bytes) -> None:
-        self.sent += 1
-
-
 async def _run(frames: list[bytes]) -> float:
     server = HandlerServer(app)
-    sink = _NullSocket()
+    ctx = zmq.Context()
+    sink = ctx.socket(zmq.PUB)
+    sink.setsockopt(zmq.SNDHWM, 0)
+    sink.bind("inproc://takefive-inprocess")
+    check = ctx.socket(zmq.SUB)
+    check.setsockopt(zmq.RCVHWM, 0)
+    check.setsockopt(zmq.SUBSCRIBE, b"")
+    check.connect("inproc://takefive-inprocess")
     start = time.perf_counter()
     for frame in frames:
         server._dispatch(frame, sink)  # type: ignore[arg-type]
@@ -39,16 +41,15 @@ async def _run(frames: list[bytes]) -> float:
     if server._tasks:
         await asyncio.gather(*server._tasks)
     elapsed = time.perf_counter() - start
-    assert sink.sent == len(frames), (sink.sent, len(frames))
+    replies = 0
+    while check.poll(0):
+        check.recv()
+        replies += 1
+    assert replies == len(frames), (replies, len(frames))
+    check.close(0)
+    sink.close(0)
+    ctx.term()
     return elapsed
-
-
-class _NullSocket:
-    def __init__(self) -> None:
-        self.sent = 0
-
-    def send(self, data: bytes, copy: bool = True) -> None:
-        self.sent += 1
 
 
 def main() -> None:

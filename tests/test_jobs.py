@@ -259,15 +259,17 @@ async def test_a_failed_send_breaks_the_pool(caplog: pytest.LogCaptureFixture) -
     pool = JobPool(timeout=60)
     sink = _Sink(pool.endpoint)
 
-    class DeadSocket:  # what a socket of a terminated context does
-        def send(self, *args: Any, **kwargs: Any) -> None:
-            raise zmq.ContextTerminated()
-
+    dead_ctx = zmq.Context()
+    dead = dead_ctx.socket(zmq.PUSH)  # a real socket that is gone: sends raise ENOTSOCK
+    dead.close(0)
+    dead_ctx.term()
     try:
         job = asyncio.ensure_future(pool.submit("echo", 1))
         await sink.take()
-        pool._jobs_out = DeadSocket()  # type: ignore[assignment]
-        await _fails_broken(pool.submit("echo", 2), "sending a job failed", "ContextTerminated")
+        pool._jobs_out = dead
+        await _fails_broken(
+            pool.submit("echo", 2), "sending a job failed", "Socket operation on non-socket"
+        )
         await _fails_broken(job, "sending a job failed")
         await _fails_broken(pool.submit("echo", 3), "sending a job failed")
         assert "sending a job failed" in caplog.text

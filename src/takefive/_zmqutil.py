@@ -1,4 +1,14 @@
-"""Small helpers around pyzmq for hot paths."""
+"""Small helpers around pyzmq for hot paths.
+
+pyzmq's convenience layer costs more than ZeroMQ itself for small frames:
+``send_multipart`` combines ``IntFlag`` members for every frame, and
+``recv_multipart`` asks ``getsockopt(RCVMORE)`` after every frame, which converts
+the option to a ``SocketOption`` enum member each time (about 1.1 us a call).
+These helpers do the same work through the backend socket methods, with plain
+ints and ``Frame.more``: 7-frame messages are received in about half the time
+(11 -> 5.5 us) and sent in 60% (4.2 -> 2.6 us) on this project's machine.
+They are for plain (not asyncio) sockets, or ``Socket.shadow`` twins of them.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +16,48 @@ from collections.abc import Sequence
 from typing import Any
 
 import zmq
+from zmq.backend import Socket as _Backend
 
-__all__ = ["last_endpoint", "send_frames"]
+__all__ = ["last_endpoint", "recv_frames", "send_frames", "send_message"]
 
-# Plain ints: pyzmq's send_multipart combines IntFlag members on every frame, which
-# costs more than the send itself for small frames (7 us -> 2 us for 5 frames).
 _SNDMORE = int(zmq.SNDMORE)
+_send = _Backend.send
+_recv = _Backend.recv
 
 
 def send_frames(sock: zmq.Socket[Any], frames: Sequence[bytes], flags: int = 0) -> None:
-    """``sock.send_multipart(frames, flags)`` for a blocking (not asyncio) socket.
+    """``sock.send_multipart(frames, flags)``, faster for small frames.
 
     A multipart message is atomic in ZeroMQ: if the first frame goes out, so do the
     others, so ``zmq.Again`` (with ``NOBLOCK``) can only come from the first one.
     """
-    send = sock.send
     flags = int(flags)
     more = flags | _SNDMORE
     last = len(frames) - 1
     for i, frame in enumerate(frames):
-        send(frame, more if i < last else flags)
+        _send(sock, frame, more if i < last else flags)
+
+
+def send_message(sock: zmq.Socket[Any], data: bytes) -> None:
+    """``sock.send(data)`` for a one-frame message (0.85 -> 0.48 us for 200 bytes).
+
+    Zero-copy only for large messages, where it pays (pyzmq's own advice).
+    """
+    _send(sock, data, 0, len(data) < 65536)
+
+
+def recv_frames(sock: zmq.Socket[Any], flags: int = 0) -> list[bytes]:
+    """``sock.recv_multipart(flags)``, faster for small frames.
+
+    ``flags`` (``zmq.NOBLOCK``) applies to the first frame; the others of a
+    multipart message are there as soon as the first one is (atomic delivery).
+    """
+    frame = _recv(sock, int(flags), False)
+    parts = [frame.bytes]
+    while frame.more:
+        frame = _recv(sock, 0, False)
+        parts.append(frame.bytes)
+    return parts
 
 
 def last_endpoint(sock: zmq.Socket[Any]) -> str:

@@ -40,7 +40,7 @@ import zmq.asyncio
 
 from takefive import workproto as wp
 from takefive._sync import Closing
-from takefive._zmqutil import last_endpoint
+from takefive._zmqutil import last_endpoint, recv_frames, send_frames
 
 __all__ = [
     "BlockingSubscriber",
@@ -118,7 +118,7 @@ class Publisher(Closing):
         """Publish ``data`` under ``topic`` (dropped if nobody subscribed)."""
         encoding = encoding or self.encoding
         frames = wp.encode_event(topic, wp.encode_payload(data, encoding), encoding)
-        self.socket.send_multipart(frames, zmq.NOBLOCK)
+        send_frames(self.socket, frames, zmq.NOBLOCK)
 
     def close(self, linger: float = 0.2) -> None:
         """Close, giving queued messages up to ``linger`` seconds to leave."""
@@ -209,7 +209,7 @@ class BlockingSubscriber(_SubscriberBase[zmq.Socket[bytes]], Closing):
             poll_ms = None if end is None else max(0, math.ceil((end - time.monotonic()) * 1000))
             if not self.socket.poll(poll_ms):
                 return None
-            event = _decode(self.socket.recv_multipart())
+            event = _decode(recv_frames(self.socket))
             if event is not None:
                 return event
 

@@ -41,7 +41,7 @@ import zmq.asyncio
 
 from takefive import workproto as wp
 from takefive._sync import AsyncClosing, BlockingClient, Breakable, deadline, why_stopped
-from takefive._zmqutil import last_endpoint, send_frames
+from takefive._zmqutil import last_endpoint, recv_frames, send_frames
 from takefive.workproto import WorkError
 
 __all__ = ["BlockingJobPool", "JobError", "JobPool", "JobTimeout", "WorkError"]
@@ -118,6 +118,7 @@ class JobPool(AsyncClosing, Breakable[JobError]):
         self._ids = itertools.count(1)
         self._pending: dict[bytes, asyncio.Future[wp.Reply | wp.Error]] = {}
         self._receiver: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -196,7 +197,9 @@ class JobPool(AsyncClosing, Breakable[JobError]):
         data = wp.encode_payload(payload, encoding)
         job_id = self._prefix + format(next(self._ids), "x").encode()
         frames = wp.encode_request(job_id, name, data, encoding, self.reply_to)
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:  # the first job; cached: on 3.11 get_running_loop() calls getpid()
+            loop = self._loop = asyncio.get_running_loop()
         if self._receiver is None:
             self._receiver = loop.create_task(self._receive(), name="takefive-jobs-receive")
             self._receiver.add_done_callback(self._receiver_stopped)
@@ -298,7 +301,7 @@ class JobPool(AsyncClosing, Breakable[JobError]):
             # Then whatever else is already here, without a trip through the loop each.
             for _ in range(10_000):
                 try:
-                    frames = results_now.recv_multipart(zmq.NOBLOCK)
+                    frames = recv_frames(results_now, zmq.NOBLOCK)
                 except zmq.Again:
                     break
                 on_result(frames)

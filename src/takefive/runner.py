@@ -29,6 +29,7 @@ import zmq
 import zmq.asyncio
 
 from takefive import wire
+from takefive._zmqutil import send_message
 from takefive.loader import load_object
 from takefive.request import Request
 
@@ -74,11 +75,7 @@ class _Outbox:
         for pub in targets:
             for message in messages:
                 # PUB never blocks: past its high-water mark it drops, which SNDHWM makes rare.
-                # Zero-copy only pays for large messages (pyzmq's own advice).
-                if len(message) < 65536:
-                    pub.send(message)
-                else:
-                    pub.send(message, copy=False)
+                send_message(pub, message)
 
 
 class HandlerServer:
@@ -112,6 +109,8 @@ class HandlerServer:
         self._paused: list[_Reader] = []
         self._stopping = asyncio.Event()
         self._ready = asyncio.Event()
+        # Cached: on 3.11, asyncio.get_running_loop() makes a getpid() system call.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -160,7 +159,7 @@ class HandlerServer:
                 ", ".join(f"{e.send_spec} -> {e.recv_spec}" for e in self.endpoints),
             )
             self._ready.set()
-            loop = asyncio.get_running_loop()
+            loop = self._loop = asyncio.get_running_loop()
             for pull, pub, shadow in zip(pulls, pubs, self._outbox.pubs, strict=True):
                 reader = _Reader(self, zmq.Socket.shadow(pull.underlying), shadow, loop)
                 readers.append(reader)
@@ -252,7 +251,10 @@ class HandlerServer:
             log.warning("dropped malformed message (%s): %r", exc, frame[:120])
             return
         self._outbox.routes[message.sender] = pub
-        task = _start_task(self._serve(message))
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        task = _start_task(loop, self._serve(message))
         if not task.done():
             self._tasks.add(task)
             task.add_done_callback(self._done)
@@ -358,21 +360,24 @@ class _Reader:
 
 if sys.version_info >= (3, 12):
 
-    def _start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    def _start_task(
+        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
+    ) -> asyncio.Task[None]:
         """Run ``coro`` eagerly: inline, as the current task, until it first waits.
 
         Most requests finish without waiting for anything, and then cost no
         scheduling and no extra turn of the event loop.
         """
-        loop = asyncio.get_running_loop()
         return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
 
 else:
 
-    def _start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    def _start_task(
+        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
+    ) -> asyncio.Task[None]:
         # Python 3.11 has no eager tasks; running the first step outside a task would
         # break asyncio.timeout(), TaskGroup and current_task() in handlers.
-        return asyncio.get_running_loop().create_task(coro)
+        return loop.create_task(coro)
 
 
 # ---------------------------------------------------------------------- running

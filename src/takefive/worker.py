@@ -40,7 +40,7 @@ from typing import Any
 import zmq
 
 from takefive import workproto as wp
-from takefive._zmqutil import send_frames
+from takefive._zmqutil import recv_frames, send_frames
 from takefive.loader import load_object
 
 __all__ = ["Worker", "add_command", "load_functions", "main"]
@@ -230,7 +230,7 @@ class Worker:
     def _serve_queued_job(self, pull: zmq.Socket[bytes]) -> bool:
         """Serve the next job already queued on ``pull``; False when there is none."""
         try:
-            frames = pull.recv_multipart(zmq.NOBLOCK)
+            frames = recv_frames(pull, zmq.NOBLOCK)
         except zmq.Again:
             return False
         self._serve_job(frames)
@@ -256,7 +256,7 @@ class Worker:
         held = []
         while True:
             try:
-                held.append(pull.recv_multipart(zmq.NOBLOCK))
+                held.append(recv_frames(pull, zmq.NOBLOCK))
             except zmq.Again:
                 break
         for endpoint in self.connect:
@@ -282,7 +282,7 @@ class Worker:
         link.last_seen = now
         link.next_heartbeat = now + self.heartbeat
         ready = wp.encode_ready(sorted(self.functions), round(self.heartbeat * 1000), self.info)
-        sock.send_multipart(ready)
+        send_frames(sock, ready)
 
     def _reset_link(self, link: _ServiceLink, now: float, *, backoff: bool) -> None:
         if link.sock is not None:
@@ -370,7 +370,7 @@ class Worker:
                 now = time.monotonic()
 
                 if done in events:
-                    frames = done.recv_multipart()
+                    frames = recv_frames(done)
                     assert current is not None
                     finished, current = current, None
                     self.jobs_done += 1
@@ -388,7 +388,7 @@ class Worker:
                         )
                 if pull is not None and pull in events:
                     try:
-                        frames = pull.recv_multipart(zmq.NOBLOCK)
+                        frames = recv_frames(pull, zmq.NOBLOCK)
                     except zmq.Again:
                         pass
                     else:
@@ -416,7 +416,7 @@ class Worker:
         assert link.sock is not None
         while True:
             try:
-                frames = link.sock.recv_multipart(zmq.NOBLOCK)
+                frames = recv_frames(link.sock, zmq.NOBLOCK)
             except zmq.Again:
                 return
             link.last_seen = now
@@ -449,14 +449,14 @@ class Worker:
             self._reset_link(link, now, backoff=True)
             return
         if now >= link.next_heartbeat:
-            link.sock.send_multipart(wp.encode_heartbeat())
+            send_frames(link.sock, wp.encode_heartbeat())
             link.next_heartbeat = now + self.heartbeat
 
     def _close_link(self, link: _ServiceLink) -> None:
         """Say DISCONNECT and close the link for good (no reconnecting: we are stopping)."""
         if link.sock is not None:
             try:
-                link.sock.send_multipart(wp.encode_disconnect(), zmq.NOBLOCK)
+                send_frames(link.sock, wp.encode_disconnect(), zmq.NOBLOCK)
             except zmq.ZMQError:
                 pass
             link.sock.setsockopt(zmq.LINGER, 500)
