@@ -9,6 +9,7 @@ import time
 
 import pytest
 import zmq
+import zmq.asyncio
 
 from takefive import workproto as wp
 from takefive.events import BlockingSubscriber, Event, EventProxy, Publisher, Subscriber
@@ -163,3 +164,41 @@ def test_proxy_on_a_busy_port_raises_the_zmq_error_and_closes_its_sockets() -> N
     finally:
         taken.close(0)
     ctx.term()  # would block forever on a socket left open
+
+
+async def test_subscriber_waiting_when_its_context_is_terminated_raises_and_lets_term_end() -> None:
+    ctx = zmq.asyncio.Context()
+    sub = Subscriber("tcp://127.0.0.1:1", context=ctx)  # nobody there: waits for ever
+    waiting = asyncio.ensure_future(sub.recv())
+    await asyncio.sleep(0.1)
+    term = threading.Thread(target=ctx.term, daemon=True)
+    term.start()  # as a shutdown elsewhere in the process would
+    with pytest.raises(zmq.ContextTerminated):
+        await asyncio.wait_for(waiting, 10)
+    # The subscriber closed its socket, which term() was waiting for.
+    await asyncio.to_thread(term.join, 10)
+    assert not term.is_alive()
+    with pytest.raises(zmq.ContextTerminated):  # and says so again, at once
+        await asyncio.wait_for(sub.recv(), 1)
+
+
+def test_blocking_subscriber_when_its_context_is_terminated_raises_and_lets_term_finish() -> None:
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    sub = BlockingSubscriber("tcp://127.0.0.1:1", context=ctx)
+    failed: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            sub.recv()
+        except BaseException as exc:  # the test inspects it
+            failed.append(exc)
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    time.sleep(0.1)
+    term = threading.Thread(target=ctx.term, daemon=True)
+    term.start()
+    waiter.join(10)
+    term.join(10)
+    assert not waiter.is_alive() and not term.is_alive()
+    assert failed and isinstance(failed[0], zmq.ContextTerminated)

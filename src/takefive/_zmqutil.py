@@ -18,7 +18,12 @@ from typing import Any
 import zmq
 from zmq.backend import Socket as _Backend
 
-__all__ = ["last_endpoint", "recv_frames", "send_frames", "send_message"]
+__all__ = ["CHECK_INTERVAL_MS", "last_endpoint", "recv_frames", "send_frames", "send_message"]
+
+#: RCVTIMEO for asyncio sockets that wait for messages: an asyncio recv on a socket
+#: whose context was terminated waits for ever; waking up this often (when idle)
+#: lets the next recv see ETERM, so the waiter can close the socket and stop.
+CHECK_INTERVAL_MS = 1000
 
 _SNDMORE = int(zmq.SNDMORE)
 _send = _Backend.send
@@ -43,7 +48,10 @@ def send_message(sock: zmq.Socket[Any], data: bytes) -> None:
 
     Zero-copy only for large messages, where it pays (pyzmq's own advice).
     """
-    _send(sock, data, 0, len(data) < 65536)
+    if len(data) < 65536:
+        _send(sock, data, 0, True)
+    else:
+        _send(sock, data, 0, False)
 
 
 def recv_frames(sock: zmq.Socket[Any], flags: int = 0) -> list[bytes]:

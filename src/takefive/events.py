@@ -40,7 +40,7 @@ import zmq.asyncio
 
 from takefive import workproto as wp
 from takefive._sync import Closing
-from takefive._zmqutil import last_endpoint, recv_frames, send_frames
+from takefive._zmqutil import CHECK_INTERVAL_MS, last_endpoint, recv_frames, send_frames
 
 __all__ = [
     "BlockingSubscriber",
@@ -147,6 +147,17 @@ class _SubscriberBase(Generic[S]):
         for topic in topics:
             sock.setsockopt(zmq.SUBSCRIBE, topic.encode("utf-8"))
         self.endpoint = _attach(sock, endpoints, bind)
+        self._terminated = False
+
+    def _context_gone(self) -> zmq.ContextTerminated:
+        """The context was terminated: close (so that ``term()`` can finish) and say so."""
+        self._terminated = True
+        self.close()
+        return zmq.ContextTerminated()
+
+    def _check_context(self) -> None:
+        if self._terminated:
+            raise zmq.ContextTerminated()
 
     def subscribe(self, topic: str) -> None:
         self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode("utf-8"))
@@ -168,10 +179,32 @@ class Subscriber(_SubscriberBase[zmq.asyncio.Socket]):
 
     _context_type = zmq.asyncio.Context
 
+    def __init__(
+        self,
+        endpoints: str | Sequence[str],
+        topics: Iterable[str] = ("",),
+        *,
+        bind: bool = False,
+        hwm: int = 1000,
+        context: zmq.asyncio.Context | None = None,
+    ) -> None:
+        super().__init__(endpoints, topics, bind=bind, hwm=hwm, context=context)
+        self.socket.setsockopt(zmq.RCVTIMEO, CHECK_INTERVAL_MS)  # see recv
+
     async def recv(self) -> Event:
-        """The next well-formed event (bad ones are logged and dropped)."""
+        """The next well-formed event (bad ones are logged and dropped).
+
+        Raises ``zmq.ContextTerminated`` (after closing the socket) if the ZeroMQ
+        context is terminated, within about a second, instead of waiting for ever.
+        """
+        self._check_context()
         while True:
-            frames = await self.socket.recv_multipart()
+            try:
+                frames = await self.socket.recv_multipart()
+            except zmq.Again:  # RCVTIMEO: idle; the next recv raises if the context is gone
+                continue
+            except zmq.ContextTerminated:
+                raise self._context_gone() from None
             event = _decode(frames)
             if event is not None:
                 return event
@@ -202,14 +235,21 @@ class BlockingSubscriber(_SubscriberBase[zmq.Socket[bytes]], Closing):
     def recv(self, timeout: float | None = None) -> Event | None:
         """The next event, or ``None`` if none arrives within ``timeout`` seconds.
 
-        Bad events are logged and dropped; they do not extend the timeout.
+        Bad events are logged and dropped; they do not extend the timeout. Raises
+        ``zmq.ContextTerminated`` (after closing the socket) if the ZeroMQ context
+        is terminated.
         """
+        self._check_context()
         end = None if timeout is None else time.monotonic() + timeout
         while True:
             poll_ms = None if end is None else max(0, math.ceil((end - time.monotonic()) * 1000))
-            if not self.socket.poll(poll_ms):
-                return None
-            event = _decode(recv_frames(self.socket))
+            try:
+                if not self.socket.poll(poll_ms):
+                    return None
+                frames = recv_frames(self.socket)
+            except zmq.ContextTerminated:
+                raise self._context_gone() from None
+            event = _decode(frames)
             if event is not None:
                 return event
 

@@ -41,7 +41,7 @@ import zmq.asyncio
 
 from takefive import workproto as wp
 from takefive._sync import AsyncClosing, BlockingClient, Breakable, deadline, why_stopped
-from takefive._zmqutil import last_endpoint, recv_frames, send_frames
+from takefive._zmqutil import CHECK_INTERVAL_MS, last_endpoint, recv_frames, send_frames
 from takefive.workproto import WorkError
 
 __all__ = ["BlockingJobPool", "JobError", "JobPool", "JobTimeout", "WorkError"]
@@ -62,10 +62,6 @@ _MAYBE_LOST = (
     "the job was handed to a worker, which may have died with it "
     "(PUSH/PULL cannot tell); use takefive.services for jobs that must not be lost"
 )
-
-# An asyncio recv on a socket whose context was terminated waits forever; waking
-# up this often (when idle) lets the receiver's next recv see ETERM and stop.
-CHECK_INTERVAL_MS = 1000
 
 
 class JobPool(AsyncClosing, Breakable[JobError]):

@@ -48,7 +48,7 @@ import zmq.asyncio
 
 from takefive import workproto as wp
 from takefive._sync import AsyncClosing, BlockingClient, Breakable, deadline, why_stopped
-from takefive._zmqutil import last_endpoint, recv_frames, send_frames
+from takefive._zmqutil import CHECK_INTERVAL_MS, last_endpoint, recv_frames, send_frames
 from takefive.workproto import WorkError
 
 __all__ = [
@@ -62,10 +62,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("takefive.services")
-
-# An asyncio recv on a socket whose context was terminated waits forever; waking
-# up this often (when idle) lets the receive task's next recv see ETERM and stop.
-CHECK_INTERVAL_MS = 1000
 
 
 class ServiceError(WorkError):
