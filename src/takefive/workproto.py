@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -192,8 +192,7 @@ class Disconnect:
     """The sender is going away (or, from a dispatcher: "I do not know you, say READY")."""
 
 
-@dataclass(slots=True, frozen=True)
-class Request:
+class Request(NamedTuple):
     """Run ``name`` on ``payload``; answer on ``reply_to`` (jobs) or the same socket."""
 
     job_id: bytes
@@ -203,8 +202,7 @@ class Request:
     reply_to: str = ""
 
 
-@dataclass(slots=True, frozen=True)
-class Reply:
+class Reply(NamedTuple):
     """The result of job ``job_id``."""
 
     job_id: bytes
@@ -212,8 +210,7 @@ class Reply:
     payload: bytes
 
 
-@dataclass(slots=True, frozen=True)
-class Error:
+class Error(NamedTuple):
     """Job ``job_id`` failed; ``code`` is a name, one of :data:`ERROR_CODES` from takefive."""
 
     job_id: bytes
@@ -221,8 +218,7 @@ class Error:
     message: str
 
 
-@dataclass(slots=True, frozen=True)
-class Event:
+class Event(NamedTuple):
     """A published event."""
 
     topic: str
@@ -233,13 +229,25 @@ class Event:
 WorkMessage = Ready | Heartbeat | Disconnect | Request | Reply | Error
 
 
+# Names checked already (job names, encodings, codes repeat): str -> bytes, and
+# bytes -> str. Bounded, so that a peer sending endless new names cannot grow them.
+_NAMES_OUT: dict[str, bytes] = {}
+_NAMES_IN: dict[bytes, str] = {}
+_MAX_REMEMBERED = 1024
+
+
 def check_name(name: str, what: str = "name") -> bytes:
     """Return ``name`` as bytes; :class:`ProtocolError` if it is not a valid name."""
+    raw = _NAMES_OUT.get(name)
+    if raw is not None:
+        return raw
     raw = name.encode("utf-8", "surrogateescape")
     if not raw or len(raw) > MAX_NAME_LENGTH or not _NAME_RE.match(raw):
         raise ProtocolError(
             f"invalid {what} {name!r}: 1-{MAX_NAME_LENGTH} characters from A-Z a-z 0-9 _ . : / -"
         )
+    if len(_NAMES_OUT) < _MAX_REMEMBERED:
+        _NAMES_OUT[name] = raw
     return raw
 
 
@@ -317,9 +325,15 @@ def _text(frame: bytes, what: str) -> str:
 
 def _name(frame: bytes, what: str) -> str:
     raw = bytes(frame)
+    name = _NAMES_IN.get(raw)
+    if name is not None:
+        return name
     if not raw or len(raw) > MAX_NAME_LENGTH or not _NAME_RE.match(raw):
         raise ProtocolError(f"invalid {what} {raw[:40]!r}")
-    return raw.decode("ascii")
+    name = raw.decode("ascii")
+    if len(_NAMES_IN) < _MAX_REMEMBERED:
+        _NAMES_IN[raw] = name
+    return name
 
 
 def _expect(frames: Sequence[bytes], count: int, kind: str) -> None:
