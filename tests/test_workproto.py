@@ -118,3 +118,111 @@ def test_payload_errors() -> None:
         wp.encode_payload(1, "xml")
     with pytest.raises(wp.EncodingError, match="unknown payload encoding 'xml'"):
         wp.decode_payload(b"1", "xml")
+
+
+# --------------------------------------------------------------------------- batches
+
+# Built, not filtered: lists of filtered values would make hypothesis give up.
+batch_job_ids = st.lists(st.integers(0x21, 0x7E), min_size=1, max_size=64).map(bytes)
+jobs = st.lists(
+    st.tuples(batch_job_ids, names, st.binary(max_size=100), st.sampled_from(wp.ENCODINGS)),
+    min_size=1,
+    max_size=8,
+)
+answers = st.lists(
+    st.one_of(
+        st.builds(wp.Reply, batch_job_ids, st.sampled_from(wp.ENCODINGS), st.binary(max_size=100)),
+        st.builds(wp.Error, batch_job_ids, st.sampled_from(wp.ERROR_CODES), st.text(max_size=30)),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@given(jobs, st.text(max_size=30))
+def test_requests_round_trip(batch: list[tuple[bytes, str, bytes, str]], reply_to: str) -> None:
+    records = [wp.encode_job(job_id, name, payload, enc) for job_id, name, payload, enc in batch]
+    frames = wp.encode_requests(records, reply_to)
+    assert frames[:3] == [b"T5W1", b"REQUESTS", reply_to.encode()] and len(frames) == 4
+    assert wp.parse(frames) == wp.Requests(
+        reply_to, tuple(wp.Request(j, n, e, p, reply_to) for j, n, p, e in batch)
+    )
+
+
+@given(answers)
+def test_replies_round_trip(batch: list[wp.Reply | wp.Error]) -> None:
+    frames = wp.encode_replies([wp.encode_answer_record(a) for a in batch])
+    assert frames[:2] == [b"T5W1", b"REPLIES"] and len(frames) == 3
+    expected = tuple(
+        a
+        if isinstance(a, wp.Reply)
+        else a._replace(message=a.message.encode("utf-8", "replace").decode())
+        for a in batch
+    )
+    assert wp.parse(frames) == wp.Replies(expected)
+
+
+def test_batch_layout_is_the_documented_one() -> None:
+    """docs/protocol.md, "Batches": lengths first (1, 1, 1 and 4 bytes big-endian)."""
+    assert wp.encode_job(b"j1", "echo", b"[1]") == b"\x02\x04\x04\x00\x00\x00\x03j1echojson[1]"
+    reply = wp.encode_answer_record(wp.Reply(b"j1", "json", b"[1]"))
+    assert reply == b"R\x02\x04\x00\x00\x00\x03j1json[1]"
+    error = wp.encode_answer_record(wp.Error(b"j2", "failed", "é"))
+    assert error == b"E\x02\x06\x00\x00\x00\x02j2failed\xc3\xa9"
+    assert wp.encode_answer([wp.Error(b"j2", "failed", "x")][0]) == wp.encode_error(
+        b"j2", "failed", "x"
+    )
+
+
+@given(jobs, st.data())
+def test_any_truncated_or_mutated_batch_raises_only_protocol_error(
+    batch: list[tuple[bytes, str, bytes, str]], data: st.DataObject
+) -> None:
+    records = [wp.encode_job(j, n, p, e) for j, n, p, e in batch]
+    body = b"".join(records)
+    boundaries = {sum(len(r) for r in records[:k]): k for k in range(1, len(records))}
+    cut = data.draw(st.integers(0, len(body) - 1))
+    if cut in boundaries:  # whole records: a shorter, valid batch
+        parsed = wp.parse([b"T5W1", b"REQUESTS", b"tcp://x", body[:cut]])
+        assert isinstance(parsed, wp.Requests) and len(parsed.jobs) == boundaries[cut]
+    else:
+        with pytest.raises(ProtocolError):
+            wp.parse([b"T5W1", b"REQUESTS", b"tcp://x", body[:cut]])
+    where = data.draw(st.integers(0, len(body) - 1))
+    mutated = body[:where] + bytes([data.draw(st.integers(0, 255))]) + body[where + 1 :]
+    try:
+        wp.parse([b"T5W1", b"REQUESTS", b"tcp://x", mutated])
+    except ProtocolError:
+        pass
+    answer_body = wp.encode_answer_record(wp.Reply(b"j", "json", b"1" * 10))
+    for end in range(len(answer_body)):
+        with pytest.raises(ProtocolError):
+            wp.parse([b"T5W1", b"REPLIES", answer_body[:end]])
+
+
+@pytest.mark.parametrize(
+    ("frames", "complaint"),
+    [
+        ([b"T5W1", b"REQUESTS", b"tcp://x"], "REQUESTS has 3 frames"),
+        ([b"T5W1", b"REQUESTS", b"tcp://x", b""], "carries no job"),
+        ([b"T5W1", b"REQUESTS", b"tcp://x", b"\x01\x01\x01\xff\xff\xff\xffjnj"], "past the end"),
+        ([b"T5W1", b"REQUESTS", b"tcp://x", b"\x00\x01\x01\x00\x00\x00\x00nj"], "invalid job id"),
+        ([b"T5W1", b"REQUESTS", b"\xff", b"\x01\x01\x01\x00\x00\x00\x00jnj"], "not UTF-8"),
+        ([b"T5W1", b"REPLIES", b""], "carries no answer"),
+        ([b"T5W1", b"REPLIES", b"X\x01\x01\x00\x00\x00\x00jj"], "unknown answer kind"),
+        ([b"T5W1", b"REPLIES", b"R\x01\x01\x00\x00\x00\x00j!"], "invalid encoding"),
+    ],
+)
+def test_bad_batches_raise_protocol_error(frames: list[bytes], complaint: str) -> None:
+    with pytest.raises(ProtocolError, match=complaint):
+        wp.parse(frames)
+
+
+def test_a_huge_declared_length_is_refused_without_allocating() -> None:
+    body = b"\x01\x01\x01\xff\xff\xff\xff" + b"jnj"  # says 4 GiB of payload follows
+    with pytest.raises(ProtocolError, match="past the end"):
+        wp.parse([b"T5W1", b"REQUESTS", b"tcp://x", body])
+    with pytest.raises(ProtocolError, match="at least one job"):
+        wp.encode_requests([], "tcp://x")
+    with pytest.raises(ProtocolError, match="at least one answer"):
+        wp.encode_replies([])

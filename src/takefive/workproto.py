@@ -28,6 +28,7 @@ wrong; nothing here touches a socket.
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
@@ -46,8 +47,10 @@ __all__ = [
     "HEARTBEAT",
     "MAX_NAME_LENGTH",
     "READY",
+    "REPLIES",
     "REPLY",
     "REQUEST",
+    "REQUESTS",
     "Disconnect",
     "EncodingError",
     "Error",
@@ -55,21 +58,28 @@ __all__ = [
     "Heartbeat",
     "ProtocolError",
     "Ready",
+    "Replies",
     "Reply",
     "Request",
+    "Requests",
     "WorkError",
     "WorkMessage",
     "check_name",
     "decode_event",
     "decode_payload",
+    "encode_answer",
+    "encode_answer_record",
     "encode_disconnect",
     "encode_error",
     "encode_event",
     "encode_heartbeat",
+    "encode_job",
     "encode_payload",
     "encode_ready",
+    "encode_replies",
     "encode_reply",
     "encode_request",
+    "encode_requests",
     "parse",
     "reply_value",
 ]
@@ -84,6 +94,14 @@ REQUEST: Final = b"REQUEST"
 REPLY: Final = b"REPLY"
 ERROR: Final = b"ERROR"
 EVENT: Final = b"EVENT"
+REQUESTS: Final = b"REQUESTS"
+REPLIES: Final = b"REPLIES"
+
+# Record heads in REQUESTS / REPLIES bodies (docs/protocol.md, "Batches"): three
+# one-byte lengths (or a kind byte and two lengths) and a 4-byte big-endian length.
+_JOB_HEAD = struct.Struct(">BBBI")
+_ANSWER_HEAD = struct.Struct(">cBBI")
+_MAX_DATA_LENGTH = 2**32 - 1
 
 #: Payload encodings this implementation knows ("msgpack" only if installed).
 ENCODINGS: Final = ("json", "msgpack", "raw")
@@ -226,7 +244,20 @@ class Event(NamedTuple):
     payload: bytes
 
 
-WorkMessage = Ready | Heartbeat | Disconnect | Request | Reply | Error
+class Requests(NamedTuple):
+    """Several jobs in one message (jobs only); each job's ``reply_to`` is the batch's."""
+
+    reply_to: str
+    jobs: tuple[Request, ...]
+
+
+class Replies(NamedTuple):
+    """Several answers (``Reply`` or ``Error``) in one message (jobs only)."""
+
+    answers: tuple[Reply | Error, ...]
+
+
+WorkMessage = Ready | Heartbeat | Disconnect | Request | Reply | Error | Requests | Replies
 
 
 # Names checked already (job names, encodings, codes repeat): str -> bytes, and
@@ -309,6 +340,51 @@ def encode_error(job_id: bytes, code: str, message: str) -> list[bytes]:
     ]
 
 
+def encode_answer(answer: Reply | Error) -> list[bytes]:
+    """``answer`` as a ``REPLY`` or ``ERROR`` message."""
+    if isinstance(answer, Reply):
+        return encode_reply(answer.job_id, answer.payload, answer.encoding)
+    return encode_error(answer.job_id, answer.code, answer.message)
+
+
+def encode_job(job_id: bytes, name: str, payload: bytes, encoding: str = "json") -> bytes:
+    """One job record for the body of a ``REQUESTS`` message."""
+    jid = _check_job_id(job_id)
+    raw_name = check_name(name, "job name")
+    raw_encoding = check_name(encoding, "encoding")
+    if len(payload) > _MAX_DATA_LENGTH:
+        raise ProtocolError(f"a payload in a batch is at most {_MAX_DATA_LENGTH} bytes")
+    head = _JOB_HEAD.pack(len(jid), len(raw_name), len(raw_encoding), len(payload))
+    return b"".join((head, jid, raw_name, raw_encoding, payload))
+
+
+def encode_requests(records: Sequence[bytes], reply_to: str) -> list[bytes]:
+    """A ``REQUESTS`` message from records made by :func:`encode_job`."""
+    if not records:
+        raise ProtocolError("REQUESTS must carry at least one job")
+    return [HEADER, REQUESTS, reply_to.encode(), b"".join(records)]
+
+
+def encode_answer_record(answer: Reply | Error) -> bytes:
+    """One answer record for the body of a ``REPLIES`` message."""
+    jid = _check_job_id(answer.job_id)
+    if isinstance(answer, Reply):
+        kind, tag, data = b"R", check_name(answer.encoding, "encoding"), answer.payload
+    else:
+        kind, tag = b"E", check_name(answer.code, "error code")
+        data = answer.message.encode("utf-8", "replace")
+    if len(data) > _MAX_DATA_LENGTH:
+        raise ProtocolError(f"a payload in a batch is at most {_MAX_DATA_LENGTH} bytes")
+    return b"".join((_ANSWER_HEAD.pack(kind, len(jid), len(tag), len(data)), jid, tag, data))
+
+
+def encode_replies(records: Sequence[bytes]) -> list[bytes]:
+    """A ``REPLIES`` message from records made by :func:`encode_answer_record`."""
+    if not records:
+        raise ProtocolError("REPLIES must carry at least one answer")
+    return [HEADER, REPLIES, b"".join(records)]
+
+
 def encode_event(topic: str, payload: bytes, encoding: str = "json") -> list[bytes]:
     """An event for a PUB socket; the topic frame comes first so SUB filters on it."""
     if "\x00" in topic:
@@ -341,6 +417,62 @@ def _expect(frames: Sequence[bytes], count: int, kind: str) -> None:
         raise ProtocolError(f"{kind} has {len(frames)} frames, expected {count}")
 
 
+def _parse_jobs(body: bytes, reply_to: str) -> tuple[Request, ...]:
+    end = len(body)
+    if not end:
+        raise ProtocolError("REQUESTS carries no job")
+    jobs = []
+    unpack, head = _JOB_HEAD.unpack_from, _JOB_HEAD.size
+    pos = 0
+    while pos < end:
+        if end - pos < head:
+            raise ProtocolError(f"REQUESTS: truncated job record at byte {pos}")
+        id_len, name_len, enc_len, data_len = unpack(body, pos)
+        pos += head
+        stop = pos + id_len + name_len + enc_len + data_len
+        if stop > end:
+            raise ProtocolError(f"REQUESTS: a job record runs past the end ({stop} > {end})")
+        job_id = _check_job_id(body[pos : pos + id_len])
+        pos += id_len
+        name = _name(body[pos : pos + name_len], "job name")
+        pos += name_len
+        encoding = _name(body[pos : pos + enc_len], "encoding")
+        pos += enc_len
+        jobs.append(Request(job_id, name, encoding, body[pos:stop], reply_to))
+        pos = stop
+    return tuple(jobs)
+
+
+def _parse_answers(body: bytes) -> tuple[Reply | Error, ...]:
+    end = len(body)
+    if not end:
+        raise ProtocolError("REPLIES carries no answer")
+    answers: list[Reply | Error] = []
+    unpack, head = _ANSWER_HEAD.unpack_from, _ANSWER_HEAD.size
+    pos = 0
+    while pos < end:
+        if end - pos < head:
+            raise ProtocolError(f"REPLIES: truncated answer record at byte {pos}")
+        kind, id_len, tag_len, data_len = unpack(body, pos)
+        pos += head
+        stop = pos + id_len + tag_len + data_len
+        if stop > end:
+            raise ProtocolError(f"REPLIES: an answer record runs past the end ({stop} > {end})")
+        job_id = _check_job_id(body[pos : pos + id_len])
+        pos += id_len
+        if kind == b"R":
+            encoding = _name(body[pos : pos + tag_len], "encoding")
+            answers.append(Reply(job_id, encoding, body[pos + tag_len : stop]))
+        elif kind == b"E":
+            code = _name(body[pos : pos + tag_len], "error code")
+            message = body[pos + tag_len : stop].decode("utf-8", "replace")
+            answers.append(Error(job_id, code, message))
+        else:
+            raise ProtocolError(f"REPLIES: unknown answer kind {kind!r}")
+        pos = stop
+    return tuple(answers)
+
+
 def parse(frames: Sequence[bytes]) -> WorkMessage:
     """Decode one worker-protocol message (everything but ``EVENT``).
 
@@ -366,6 +498,13 @@ def parse(frames: Sequence[bytes]) -> WorkMessage:
             bytes(frames[5]),
             _text(frames[6], "reply-to"),
         )
+    if kind == REPLIES:
+        _expect(frames, 3, "REPLIES")
+        return Replies(_parse_answers(bytes(frames[2])))
+    if kind == REQUESTS:
+        _expect(frames, 4, "REQUESTS")
+        reply_to = _text(frames[2], "reply-to")
+        return Requests(reply_to, _parse_jobs(bytes(frames[3]), reply_to))
     if kind == HEARTBEAT:
         _expect(frames, 2, "HEARTBEAT")
         return Heartbeat()
