@@ -3,6 +3,12 @@
 # T5W1 protocol of docs/protocol.md to job pools (--connect, PUSH/PULL) and
 # service dispatchers (--service, DEALER with READY and heartbeats).
 #
+# Messages: on a job socket, REQUEST (one job) and REQUESTS (a batch of jobs, one
+# frame of back-to-back records; each job is answered with its own REPLY or ERROR,
+# PUSHed to the batch's reply-to); on a service link, READY, HEARTBEAT, DISCONNECT
+# and REQUEST (services do not batch), answered with REPLY or ERROR on the link.
+# Anything malformed (a whole batch, if any record of it is) is logged and dropped.
+#
 # It serves the reference task set (examples/workers/python/tasks.py):
 #   echo   the payload back, same encoding
 #   pid    this process id, as JSON
@@ -18,6 +24,14 @@ HEADER = 'T5W1'.b
 NAME_RE = %r{\A[A-Za-z0-9_.:/-]{1,255}\z}n
 JOB_ID_RE = /\A[\x21-\x7e]{1,255}\z/n
 FUNCTIONS = %w[echo fail pid sleep].freeze
+JOB_HEAD = 'CCCN' # job record: job-id, name, encoding lengths (1 byte each), payload length (4, BE)
+JOB_HEAD_SIZE = 7
+
+# One job: from a REQUEST, or one record of a REQUESTS batch.
+Job = Struct.new(:id, :name, :encoding, :payload)
+
+# A message that must be logged and dropped; the text says why.
+class Malformed < StandardError; end
 
 def log(text)
   warn "ruby-worker #{Process.pid}: #{text}"
@@ -109,7 +123,11 @@ class Worker
     @results[endpoint] ||= begin
       sock = @ctx.socket(ZMQ::PUSH)
       sock.setsockopt(ZMQ::LINGER, 2000)
-      check(sock.connect(endpoint), "connect #{endpoint}")
+      unless ZMQ::Util.resultcode_ok?(sock.connect(endpoint))
+        log "cannot connect to reply-to #{endpoint.inspect}: #{ZMQ::Util.error_string}"
+        sock.close
+        return nil
+      end
       sock
     end
   end
@@ -128,13 +146,53 @@ class Worker
     end
   end
 
-  # [T5W1, REQUEST, job-id, name, encoding, payload, reply-to] -> reply frames or nil
-  def run(frames)
-    unless frames.size == 7 && frames[2] =~ JOB_ID_RE && frames[3] =~ NAME_RE && frames[4] =~ NAME_RE
-      log "dropping a malformed REQUEST (#{frames.size} frames)"
-      return nil
+  def check_job(job)
+    raise Malformed, 'invalid job-id' unless job.id =~ JOB_ID_RE
+    raise Malformed, 'invalid name' unless job.name =~ NAME_RE
+    raise Malformed, 'invalid encoding' unless job.encoding =~ NAME_RE
+
+    job
+  end
+
+  # [T5W1, REQUEST, job-id, name, encoding, payload, reply-to] -> [reply-to, [job]]
+  def parse_request(frames)
+    raise Malformed, "REQUEST has #{frames.size} frames, not 7" unless frames.size == 7
+
+    [frames[6], [check_job(Job.new(*frames[2, 4]))]]
+  end
+
+  # [T5W1, REQUESTS, reply-to, jobs] -> [reply-to, [job, ...]]; the whole body is
+  # checked before any job runs: one bad record makes the whole batch malformed.
+  def parse_requests(frames)
+    raise Malformed, "REQUESTS has #{frames.size} frames, not 4" unless frames.size == 4
+
+    body = frames[3].b
+    size = body.bytesize
+    raise Malformed, 'REQUESTS carries no job' if size.zero?
+
+    jobs = []
+    pos = 0
+    while pos < size
+      raise Malformed, "truncated job record at byte #{pos}" if size - pos < JOB_HEAD_SIZE
+
+      lengths = body.unpack(JOB_HEAD, offset: pos)
+      pos += JOB_HEAD_SIZE
+      stop = pos + lengths.sum
+      raise Malformed, "a job record runs past the end (#{stop} > #{size})" if stop > size
+
+      fields = lengths.map do |len|
+        field = body.byteslice(pos, len)
+        pos += len
+        field
+      end
+      jobs << check_job(Job.new(*fields))
     end
-    job_id, name, enc, payload = frames[2], frames[3], frames[4], frames[5]
+    [frames[2], jobs]
+  end
+
+  # A well-formed job -> its REPLY or ERROR frames.
+  def run(job)
+    job_id, name, enc, payload = job.id, job.name, job.encoding, job.payload
     error = ->(code, text) { [HEADER, 'ERROR', job_id, code, text.b] }
     reply = ->(encoding, data) { [HEADER, 'REPLY', job_id, encoding, data] }
     return error.call('bad-request', "unknown payload encoding '#{enc}'") unless %w[json msgpack raw].include?(enc)
@@ -165,21 +223,28 @@ class Worker
     ZMQ::Util.resultcode_ok?(rc) ? frames.map(&:b) : nil
   end
 
+  # A REQUEST or REQUESTS from a job socket: run each job, PUSH each answer to reply-to.
   def handle_job(frames)
-    unless frames.size >= 2 && frames[0] == HEADER && frames[1] == 'REQUEST'
-      log 'dropping a bad message on the job socket'
+    reply_to, jobs =
+      if frames.size >= 2 && frames[0] == HEADER && frames[1] == 'REQUEST'
+        parse_request(frames)
+      elsif frames.size >= 2 && frames[0] == HEADER && frames[1] == 'REQUESTS'
+        parse_requests(frames)
+      else
+        log 'dropping a bad message on the job socket'
+        return
+      end
+    sock = result_socket(reply_to)
+    if sock.nil?
+      log "dropping #{jobs.size} job(s) without a usable reply-to endpoint"
       return
     end
-    out = run(frames)
-    return if out.nil?
-
-    sock = result_socket(frames[6])
-    if sock.nil?
-      log 'dropping a job without a reply-to endpoint'
-    else
-      sock.send_strings(out)
+    jobs.each do |job|
+      sock.send_strings(run(job))
       @jobs += 1
     end
+  rescue Malformed => e
+    log "dropping a malformed #{frames[1]} (#{e.message})"
   end
 
   def handle_link(link, frames)
@@ -188,12 +253,16 @@ class Worker
     if frames.size < 2 || frames[0] != HEADER
       log "dropping a bad message from #{link.endpoint}"
     elsif frames[1] == 'REQUEST'
-      out = run(frames)
-      if out
-        link.sock&.send_strings(out)
-        link.next_heartbeat = now + @heartbeat
-        @jobs += 1
+      begin
+        _, jobs = parse_request(frames)
+      rescue Malformed => e
+        log "dropping a malformed REQUEST from #{link.endpoint} (#{e.message})"
+        return
       end
+      out = run(jobs.first)
+      link.sock&.send_strings(out)
+      link.next_heartbeat = now + @heartbeat
+      @jobs += 1
     elsif frames[1] == 'HEARTBEAT' && frames.size == 2
       nil
     elsif frames[1] == 'DISCONNECT' && frames.size == 2
@@ -235,11 +304,12 @@ class Worker
     shutdown
   end
 
-  # Clean leave (docs/protocol.md), in this order: read every job already queued on
-  # the PULL socket, then disconnect it (libzmq discards what is still queued on a
-  # pipe whose endpoint is disconnected), say DISCONNECT to each dispatcher (no call
-  # of theirs is running: their requests still queued here are dropped, and the
-  # dispatcher retries or fails them), then run the jobs read and send their results.
+  # Clean leave (docs/protocol.md), in this order: read every message (REQUEST or
+  # REQUESTS batch) already queued on the PULL socket, then disconnect it (libzmq
+  # discards what is still queued on a pipe whose endpoint is disconnected), say
+  # DISCONNECT to each dispatcher (no call of theirs is running: their requests still
+  # queued here are dropped, and the dispatcher retries or fails them), then run the
+  # jobs read (every job of every batch) and send their results.
   def shutdown
     held = []
     if @pull
@@ -256,7 +326,7 @@ class Worker
       link.sock.close
       link.sock = nil
     end
-    log "stopping: running the #{held.size} job(s) already received" unless held.empty?
+    log "stopping: running the #{held.size} message(s) of jobs already received" unless held.empty?
     held.each { |frames| handle_job(frames) }
     @pull&.close
     @results.each_value(&:close) # LINGER 2 s: results get out
