@@ -3,6 +3,16 @@
  * docs/protocol.md, for job pools (--connect, PUSH/PULL) and service
  * dispatchers (--service, DEALER with READY and heartbeats).
  *
+ * Messages served:
+ *   jobs (PULL)      REQUEST, and REQUESTS (a batch of job records in one frame,
+ *                    checked whole before any job runs); every job is answered
+ *                    with its own REPLY or ERROR, PUSHed to the reply-to endpoint
+ *                    (this worker never sends REPLIES, which the protocol allows)
+ *   services (DEALER) READY and HEARTBEAT out; REQUEST, HEARTBEAT, DISCONNECT in;
+ *                    REPLY or ERROR back on the DEALER. Services do not batch: a
+ *                    REQUESTS there is logged and dropped like any unexpected type.
+ * Anything malformed (a batch with one bad record included) is logged and dropped.
+ *
  * It serves the reference task set (examples/workers/python/tasks.py):
  *   echo   the payload back, same encoding
  *   pid    this process id, as JSON
@@ -17,6 +27,7 @@
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,6 +160,12 @@ static void link_reset(link_t *l, int backoff) {
     }
 }
 
+static int has_input(void *sock) {
+    int events = 0;
+    size_t size = sizeof events;
+    return zmq_getsockopt(sock, ZMQ_EVENTS, &events, &size) == 0 && (events & ZMQ_POLLIN);
+}
+
 /* Heartbeats and reconnections that are due; called from the loop and during sleeps. */
 static void links_tick(void) {
     double t = now();
@@ -158,7 +175,8 @@ static void links_tick(void) {
             if (!stopping && t >= l->reconnect_at) link_connect(l);
             continue;
         }
-        if (t - l->last_seen > heartbeat * liveness) {
+        /* Not silent if its messages wait unread (we were busy with a job or a batch). */
+        if (t - l->last_seen > heartbeat * liveness && !has_input(l->sock)) {
             logmsg("dispatcher %s silent; reconnecting", l->endpoint);
             link_reset(l, 1);
             continue;
@@ -197,6 +215,10 @@ static void *result_socket(const char *endpoint, size_t n) {
 
 /* ------------------------------------------------------------------ the task set */
 
+/* A field of a job: a pointer into a received frame, and its length. */
+typedef struct { const char *p; size_t n; } span_t;
+typedef struct { span_t id, name, enc, payload; } job_t;
+
 static int valid_name(const char *s, size_t n, int printable_only) {
     if (n == 0 || n > MAX_NAME) return 0;
     for (size_t i = 0; i < n; i++) {
@@ -226,7 +248,18 @@ static int parse_seconds(const char *s, size_t n, double *out) {
     return 0;
 }
 
-/* Sleep, still heartbeating every dispatcher (they would think us dead). */
+/* HEARTBEAT to every dispatcher that is due one, while busy (they would think us dead). */
+static void heartbeat_due(void) {
+    for (int i = 0; i < nlinks; i++) {
+        link_t *l = &links[i];
+        if (l->sock && now() >= l->next_heartbeat) {
+            send_simple(l->sock, "HEARTBEAT");
+            l->next_heartbeat = now() + heartbeat;
+        }
+    }
+}
+
+/* Sleep, still heartbeating every dispatcher. */
 static void busy_sleep(double seconds) {
     double until = now() + seconds;
     for (double t = now(); t < until; t = now()) {
@@ -234,34 +267,79 @@ static void busy_sleep(double seconds) {
         if (step > heartbeat / 4) step = heartbeat / 4;
         struct timespec ts = {(time_t)step, (long)((step - (time_t)step) * 1e9)};
         nanosleep(&ts, NULL);
-        for (int i = 0; i < nlinks; i++) {
-            link_t *l = &links[i];
-            if (l->sock && now() >= l->next_heartbeat) {
-                send_simple(l->sock, "HEARTBEAT");
-                l->next_heartbeat = now() + heartbeat;
-            }
-        }
+        heartbeat_due();
     }
 }
 
-static void send_error(void *sock, message_t *req, const char *code, const char *text) {
-    const void *d[] = {HEADER, "ERROR", fdata(req, 2), code, text};
-    size_t l[] = {4, 5, fsize(req, 2), strlen(code), strlen(text)};
+/* Send ERROR or REPLY for `job` (its job-id echoed unchanged). */
+static void send_error(void *sock, const job_t *job, const char *code, const char *text) {
+    const void *d[] = {HEADER, "ERROR", job->id.p, code, text};
+    size_t l[] = {4, 5, job->id.n, strlen(code), strlen(text)};
     send_frames(sock, 5, d, l);
 }
 
-static void send_reply(void *sock, message_t *req, const char *enc, const void *p, size_t n) {
-    const void *d[] = {HEADER, "REPLY", fdata(req, 2), enc, p};
-    size_t l[] = {4, 5, fsize(req, 2), strlen(enc), n};
+static void send_reply(void *sock, const job_t *job, const char *enc, const void *p, size_t n) {
+    const void *d[] = {HEADER, "REPLY", job->id.p, enc, p};
+    size_t l[] = {4, 5, job->id.n, strlen(enc), n};
     send_frames(sock, 5, d, l);
+}
+
+static int span_eq(span_t s, const char *lit) {
+    size_t n = strlen(lit);
+    return s.n == n && memcmp(s.p, lit, n) == 0;
+}
+
+/* The field rules of docs/protocol.md: job-id printable ASCII, name and encoding names. */
+static int valid_job(const job_t *job) {
+    return valid_name(job->id.p, job->id.n, 1) && valid_name(job->name.p, job->name.n, 0) &&
+           valid_name(job->enc.p, job->enc.n, 0);
+}
+
+/* Run one valid job and answer it with one REPLY or ERROR on `out`. */
+static void run_job(const job_t *job, void *out) {
+    char enc[MAX_NAME + 1];
+    memcpy(enc, job->enc.p, job->enc.n);
+    enc[job->enc.n] = 0;
+    int known_enc = !strcmp(enc, "json") || !strcmp(enc, "msgpack") || !strcmp(enc, "raw");
+    if (!known_enc) {
+        char text[320];
+        snprintf(text, sizeof text, "unknown payload encoding '%s'", enc);
+        send_error(out, job, "bad-request", text);
+    } else if (span_eq(job->name, "echo")) {
+        send_reply(out, job, enc, job->payload.p, job->payload.n);
+    } else if (span_eq(job->name, "pid")) {
+        char pid[32];
+        int n = snprintf(pid, sizeof pid, "%d", (int)getpid());
+        send_reply(out, job, "json", pid, (size_t)n);
+    } else if (span_eq(job->name, "sleep")) {
+        double seconds;
+        if (strcmp(enc, "json") || parse_seconds(job->payload.p, job->payload.n, &seconds)) {
+            send_error(out, job, "failed", "ValueError: sleep takes a non-negative number of seconds");
+        } else {
+            busy_sleep(seconds);
+            send_reply(out, job, "json", job->payload.p, job->payload.n);
+        }
+    } else if (span_eq(job->name, "fail")) {
+        send_error(out, job, "failed", "RuntimeError: failed on purpose");
+    } else {
+        char text[320];
+        snprintf(text, sizeof text, "no function '%.*s' here (known: echo, fail, pid, sleep)",
+                 (int)job->name.n, job->name.p);
+        send_error(out, job, "unknown", text);
+    }
 }
 
 /* frames: T5W1 REQUEST job-id name encoding payload reply-to.  `out` is the socket to
    answer on (a DEALER), or NULL to answer on the reply-to endpoint (jobs). */
 static void handle_request(message_t *m, void *out) {
-    if (m->count != 7 || !valid_name(fdata(m, 2), fsize(m, 2), 1) ||
-        !valid_name(fdata(m, 3), fsize(m, 3), 0) || !valid_name(fdata(m, 4), fsize(m, 4), 0)) {
+    if (m->count != 7) {
         logmsg("dropping a malformed REQUEST (%d frames)", m->count);
+        return;
+    }
+    job_t job = {{fdata(m, 2), fsize(m, 2)}, {fdata(m, 3), fsize(m, 3)},
+                 {fdata(m, 4), fsize(m, 4)}, {fdata(m, 5), fsize(m, 5)}};
+    if (!valid_job(&job)) {
+        logmsg("dropping a malformed REQUEST (invalid job-id, name or encoding)");
         return;
     }
     if (!out) {
@@ -271,36 +349,65 @@ static void handle_request(message_t *m, void *out) {
             return;
         }
     }
-    char enc[MAX_NAME + 1];
-    memcpy(enc, fdata(m, 4), fsize(m, 4));
-    enc[fsize(m, 4)] = 0;
-    int known_enc = !strcmp(enc, "json") || !strcmp(enc, "msgpack") || !strcmp(enc, "raw");
-    if (!known_enc) {
-        char text[320];
-        snprintf(text, sizeof text, "unknown payload encoding '%s'", enc);
-        send_error(out, m, "bad-request", text);
-    } else if (feq(m, 3, "echo")) {
-        send_reply(out, m, enc, fdata(m, 5), fsize(m, 5));
-    } else if (feq(m, 3, "pid")) {
-        char pid[32];
-        int n = snprintf(pid, sizeof pid, "%d", (int)getpid());
-        send_reply(out, m, "json", pid, (size_t)n);
-    } else if (feq(m, 3, "sleep")) {
-        double seconds;
-        if (strcmp(enc, "json") || parse_seconds(fdata(m, 5), fsize(m, 5), &seconds)) {
-            send_error(out, m, "failed", "ValueError: sleep takes a non-negative number of seconds");
-        } else {
-            busy_sleep(seconds);
-            send_reply(out, m, "json", fdata(m, 5), fsize(m, 5));
-        }
-    } else if (feq(m, 3, "fail")) {
-        send_error(out, m, "failed", "RuntimeError: failed on purpose");
-    } else {
-        char text[320];
-        snprintf(text, sizeof text, "no function '%.*s' here (known: echo, fail, pid, sleep)",
-                 (int)fsize(m, 3), fdata(m, 3));
-        send_error(out, m, "unknown", text);
+    run_job(&job, out);
+}
+
+/* Read the job record at body[*pos] (1 byte each: job-id, name and encoding lengths;
+   4 bytes payload length, unsigned big-endian; then the four fields) into `job` and
+   move *pos past it. NULL when it is valid, else why it is not. */
+static const char *next_job(const char *body, size_t end, size_t *pos, job_t *job) {
+    const unsigned char *h = (const unsigned char *)body + *pos;
+    if (end - *pos < 7) return "a truncated job record";
+    size_t id_n = h[0], name_n = h[1], enc_n = h[2];
+    uint64_t data_n = (uint64_t)h[3] << 24 | (uint64_t)h[4] << 16 | (uint64_t)h[5] << 8 | h[6];
+    size_t at = *pos + 7;
+    if ((uint64_t)id_n + name_n + enc_n + data_n > (uint64_t)(end - at))
+        return "a job record running past the end";
+    job->id = (span_t){body + at, id_n};
+    job->name = (span_t){body + at + id_n, name_n};
+    job->enc = (span_t){body + at + id_n + name_n, enc_n};
+    job->payload = (span_t){body + at + id_n + name_n + enc_n, (size_t)data_n};
+    *pos = at + id_n + name_n + enc_n + (size_t)data_n;
+    return valid_job(job) ? NULL : "an invalid job-id, name or encoding";
+}
+
+/* frames: T5W1 REQUESTS reply-to jobs (docs/protocol.md, Batches). The whole body is
+   checked before any job runs: one bad record and none of the batch is answered.
+   Each job is then answered with its own REPLY or ERROR to the batch's reply-to.
+   Returns the number of jobs run. */
+static long handle_requests(message_t *m) {
+    if (m->count != 4) {
+        logmsg("dropping a malformed REQUESTS (%d frames)", m->count);
+        return 0;
     }
+    const char *body = fdata(m, 3);
+    size_t end = fsize(m, 3), pos = 0;
+    long count = 0;
+    job_t job;
+    if (end == 0) {
+        logmsg("dropping a malformed REQUESTS: no job in it");
+        return 0;
+    }
+    while (pos < end) {
+        const char *why = next_job(body, end, &pos, &job);
+        if (why) {
+            logmsg("dropping a malformed REQUESTS: %s (job %ld)", why, count + 1);
+            return 0;
+        }
+        count++;
+    }
+    void *out = result_socket(fdata(m, 2), fsize(m, 2));
+    if (!out) {
+        logmsg("dropping a batch of %ld job(s) without a usable reply-to endpoint", count);
+        return 0;
+    }
+    /* A batch read is run to its end, even once stopping: its jobs are ours alone. */
+    for (pos = 0; pos < end;) {
+        next_job(body, end, &pos, &job);
+        run_job(&job, out);
+        heartbeat_due(); /* dispatchers of a worker serving both, between quick jobs */
+    }
+    return count;
 }
 
 /* A message from a dispatcher. */
@@ -317,6 +424,8 @@ static void handle_link_message(link_t *l, message_t *m) {
     } else if (feq(m, 1, "DISCONNECT") && m->count == 2) {
         logmsg("dispatcher %s said DISCONNECT; reconnecting", l->endpoint);
         link_reset(l, 0);
+    } else if (feq(m, 1, "REQUESTS")) {
+        logmsg("dropping a REQUESTS from %s: services do not batch", l->endpoint);
     } else {
         logmsg("dropping an unexpected message from %s", l->endpoint);
     }
@@ -328,9 +437,12 @@ static long jobs_done = 0;
 
 /* A message from a job pool's PULL socket. */
 static void serve_job(message_t *m) {
-    if (m->count >= 2 && m->count <= MAX_FRAMES && feq(m, 0, HEADER) && feq(m, 1, "REQUEST")) {
+    int ours = m->count >= 2 && m->count <= MAX_FRAMES && feq(m, 0, HEADER);
+    if (ours && feq(m, 1, "REQUEST")) {
         handle_request(m, NULL);
         jobs_done++;
+    } else if (ours && feq(m, 1, "REQUESTS")) {
+        jobs_done += handle_requests(m);
     } else {
         logmsg("dropping a bad message on the job socket");
     }
@@ -425,9 +537,10 @@ int main(int argc, char **argv) {
         links_tick();
     }
 
-    /* Clean leave (docs/protocol.md), in this order: read every job already queued on
-       the PULL socket, then disconnect it (libzmq discards what is still queued on a
-       pipe whose endpoint is disconnected), say DISCONNECT to each dispatcher (no call
+    /* Clean leave (docs/protocol.md), in this order: read every message already queued
+       on the PULL socket (REQUEST and REQUESTS alike: serve_job runs both), then
+       disconnect it (libzmq discards what is still queued on a pipe whose endpoint is
+       disconnected), say DISCONNECT to each dispatcher (no call
        of theirs is running: their requests still queued here are dropped, and the
        dispatcher retries or fails them), then run the jobs read and send their results. */
     message_t *held = NULL;
@@ -458,7 +571,7 @@ int main(int argc, char **argv) {
             links[i].sock = NULL;
         }
     }
-    if (nheld) logmsg("stopping: running the %zu job(s) already received", nheld);
+    if (nheld) logmsg("stopping: running the %zu message(s) of jobs already received", nheld);
     for (size_t i = 0; i < nheld; i++) {
         serve_job(&held[i]);
         message_close(&held[i]);
