@@ -27,7 +27,7 @@ def test_run_function_replies_and_errors() -> None:
     functions = {"echo": lambda p: p, "bytes": lambda p: b"x", "boom": lambda p: 1 / 0}
 
     def req(name: str, payload: bytes = b"1", enc: str = "json") -> wp.WorkMessage:
-        return wp.parse(run_function(functions, wp.Request(b"j1", name, enc, payload)))
+        return run_function(functions, wp.Request(b"j1", name, enc, payload))
 
     assert req("echo", b'{"a":1}') == wp.Reply(b"j1", "json", b'{"a":1}')
     assert req("bytes") == wp.Reply(b"j1", "raw", b"x")
@@ -50,12 +50,12 @@ def test_run_function_awaits_coroutine_functions() -> None:
         await asyncio.sleep(0)
         return p * 2
 
-    reply = wp.parse(run_function({"d": slow_double}, wp.Request(b"j", "d", "json", b"21")))
+    reply = run_function({"d": slow_double}, wp.Request(b"j", "d", "json", b"21"))
     assert reply == wp.Reply(b"j", "json", b"42")
 
 
 def test_unencodable_result_is_an_error() -> None:
-    reply = wp.parse(run_function({"o": lambda p: object()}, wp.Request(b"j", "o", "json", b"1")))
+    reply = run_function({"o": lambda p: object()}, wp.Request(b"j", "o", "json", b"1"))
     assert isinstance(reply, wp.Error) and "cannot encode the result" in reply.message
 
 

@@ -53,29 +53,34 @@ Function = Callable[[Any], Any]
 _MAX_POLL = 0.1
 #: Results kept per reply-to endpoint while the pool is unreachable.
 _RESULT_HWM = 10_000
+#: Messages a worker's PULL takes ahead of time: lost with it if it dies (with
+#: batches of 16, up to 320 jobs), yet enough to keep it busy between messages.
+_JOBS_RCVHWM = 20
+#: A job of a batch slower than this (seconds) sends the batch's waiting answers at once.
+_SLOW_JOB = 0.001
 #: Reply-to endpoints the worker keeps a PUSH socket for (the most recently used).
 _MAX_REPLY_TO = 64
 
 
-def run_function(functions: Mapping[str, Function], request: wp.Request) -> list[bytes]:
-    """Run one request and return the ``REPLY`` or ``ERROR`` frames (no I/O)."""
+def run_function(functions: Mapping[str, Function], request: wp.Request) -> wp.Reply | wp.Error:
+    """Run one request and return its answer (no I/O)."""
     func = functions.get(request.name)
     if func is None:
         known = ", ".join(sorted(functions)) or "none"
-        return wp.encode_error(
+        return wp.Error(
             request.job_id, "unknown", f"no function {request.name!r} here (known: {known})"
         )
     try:
         argument = wp.decode_payload(request.payload, request.encoding)
     except wp.ProtocolError as exc:
-        return wp.encode_error(request.job_id, "bad-request", str(exc))
+        return wp.Error(request.job_id, "bad-request", str(exc))
     try:
         result = func(argument)
         if _is_awaitable(result):
             result = asyncio.run(_await(result))
     except Exception as exc:
         log.info("job %s (%s) failed: %r", request.job_id.decode(), request.name, exc)
-        return wp.encode_error(request.job_id, "failed", f"{type(exc).__name__}: {exc}")
+        return wp.Error(request.job_id, "failed", f"{type(exc).__name__}: {exc}")
     if request.encoding == "msgpack":
         encoding = "msgpack"
     elif isinstance(result, bytes | bytearray | memoryview):
@@ -83,9 +88,9 @@ def run_function(functions: Mapping[str, Function], request: wp.Request) -> list
     else:
         encoding = "json"
     try:
-        return wp.encode_reply(request.job_id, wp.encode_payload(result, encoding), encoding)
+        return wp.Reply(request.job_id, encoding, wp.encode_payload(result, encoding))
     except wp.ProtocolError as exc:
-        return wp.encode_error(request.job_id, "failed", f"cannot encode the result: {exc}")
+        return wp.Error(request.job_id, "failed", f"cannot encode the result: {exc}")
 
 
 def _is_awaitable(obj: object) -> bool:
@@ -185,7 +190,7 @@ class Worker:
         pull = self._ctx.socket(zmq.PULL)
         pull.setsockopt(zmq.LINGER, 0)
         # Prefetch little: jobs queued here are lost if this worker dies.
-        pull.setsockopt(zmq.RCVHWM, 100)
+        pull.setsockopt(zmq.RCVHWM, _JOBS_RCVHWM)
         for endpoint in self.connect:
             pull.connect(endpoint)
         self._pull = pull
@@ -217,22 +222,46 @@ class Worker:
         except zmq.Again:
             log.warning("result queue to %s full; result dropped", reply_to)
 
-    def _handle_job_frames(self, frames: list[bytes]) -> wp.Request | None:
+    def _handle_job_frames(self, frames: list[bytes]) -> wp.Request | wp.Requests | None:
         try:
             msg = wp.parse(frames)
         except wp.ProtocolError as exc:
             log.warning("dropping a bad message on the job socket: %s", exc)
             return None
-        if not isinstance(msg, wp.Request):
+        if not isinstance(msg, wp.Request | wp.Requests):
             log.warning("dropping an unexpected %s on the job socket", type(msg).__name__)
             return None
         return msg
 
     def _serve_job(self, frames: list[bytes]) -> None:
-        request = self._handle_job_frames(frames)
-        if request is not None:
-            self._send_result(request.reply_to, run_function(self.functions, request))
+        msg = self._handle_job_frames(frames)
+        if isinstance(msg, wp.Request):
+            self._send_result(msg.reply_to, wp.encode_answer(run_function(self.functions, msg)))
             self.jobs_done += 1
+        elif msg is not None:
+            self._serve_batch(msg)
+
+    def _serve_batch(self, batch: wp.Requests) -> None:
+        """Run a batch's jobs; answer them together, in one ``REPLIES``, when done.
+
+        After a job that took more than _SLOW_JOB seconds, the answers waiting are
+        sent at once: an answer waits for at most the one job after it.
+        """
+        records: list[bytes] = []
+        for request in batch.jobs:
+            started = time.monotonic()
+            answer = run_function(self.functions, request)
+            self.jobs_done += 1
+            try:
+                records.append(wp.encode_answer_record(answer))
+            except wp.ProtocolError as exc:  # e.g. a result over 4 GiB: say so instead
+                failure = wp.Error(answer.job_id, "failed", f"cannot send the result: {exc}")
+                records.append(wp.encode_answer_record(failure))
+            if time.monotonic() - started > _SLOW_JOB:
+                self._send_result(batch.reply_to, wp.encode_replies(records))
+                records = []
+        if records:
+            self._send_result(batch.reply_to, wp.encode_replies(records))
 
     def _serve_queued_job(self, pull: zmq.Socket[bytes]) -> bool:
         """Serve the next job already queued on ``pull``; False when there is none."""
@@ -323,13 +352,11 @@ class Worker:
             try:
                 while (request := handoff.get()) is not None:
                     try:
-                        frames = run_function(self.functions, request)
+                        answer = run_function(self.functions, request)
                     except BaseException as exc:  # SystemExit & co.: this thread goes on
                         log.warning("job %s raised %r", request.job_id.decode(), exc)
-                        frames = wp.encode_error(
-                            request.job_id, "failed", f"{type(exc).__name__}: {exc}"
-                        )
-                    send_frames(out, frames)
+                        answer = wp.Error(request.job_id, "failed", f"{type(exc).__name__}: {exc}")
+                    send_frames(out, wp.encode_answer(answer))
             finally:
                 out.close(0)
 
@@ -344,8 +371,7 @@ class Worker:
                     # dropped: it retries or fails them), finish the pool jobs received.
                     if pull is not None and pull_open:
                         for frames in self._leave_pools(pull):
-                            if (request := self._handle_job_frames(frames)) is not None:
-                                jobs.append(_Job(request))
+                            jobs.extend(self._pool_jobs(frames))
                         pull_open = False
                     for link in self._links:
                         if current is None or current.link is not link:
@@ -399,9 +425,7 @@ class Worker:
                     except zmq.Again:
                         pass
                     else:
-                        request = self._handle_job_frames(frames)
-                        if request is not None:
-                            jobs.append(_Job(request))
+                        jobs.extend(self._pool_jobs(frames))
                 for link in self._links:
                     if link.sock is not None and link.sock in events:
                         self._read_link(link, now, jobs)
@@ -413,6 +437,14 @@ class Worker:
             done.close(0)
             if pull is not None:
                 pull.close(0)
+
+    def _pool_jobs(self, frames: list[bytes]) -> list[_Job]:
+        """The jobs of a message from a pool: each is answered on its own here."""
+        msg = self._handle_job_frames(frames)
+        if msg is None:
+            return []
+        requests = msg.jobs if isinstance(msg, wp.Requests) else (msg,)
+        return [_Job(request) for request in requests]
 
     def _read_link(
         self,

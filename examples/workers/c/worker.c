@@ -482,7 +482,7 @@ int main(int argc, char **argv) {
     void *pull = NULL;
     if (nconnect) {
         pull = zmq_socket(ctx, ZMQ_PULL);
-        int zero = 0, hwm = 100;
+        int zero = 0, hwm = 20; /* messages taken ahead: lost if this worker dies */
         zmq_setsockopt(pull, ZMQ_LINGER, &zero, sizeof zero);
         zmq_setsockopt(pull, ZMQ_RCVHWM, &hwm, sizeof hwm);
         for (int i = 0; i < nconnect; i++) {

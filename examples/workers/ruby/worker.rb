@@ -66,7 +66,7 @@ class Worker
     unless connects.empty?
       @pull = @ctx.socket(ZMQ::PULL)
       @pull.setsockopt(ZMQ::LINGER, 0)
-      @pull.setsockopt(ZMQ::RCVHWM, 100)
+      @pull.setsockopt(ZMQ::RCVHWM, 20) # messages taken ahead: lost if this worker dies
       connects.each { |ep| check(@pull.connect(ep), "connect #{ep}") }
     end
     @links = services.map { |ep| Link.new(ep) }
