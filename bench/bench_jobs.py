@@ -9,11 +9,15 @@ process and the worker in a child process, and the same window of jobs in flight
   frame and ``send()``s it back: the floor, with no protocol, no encoding, no
   futures;
 * ``takefive``: ``JobPool.submit`` (asyncio, a future and a deadline per job,
-  T5W1 frames, JSON payloads) to one ``takefive worker`` running ``echo``.
+  batched T5W1 messages, JSON payloads) to one ``takefive worker`` running
+  ``echo``, from ``window`` coroutines awaiting one job at a time;
+* ``takefive-map``: the same jobs through ``JobPool.map``, in chunks of
+  ``--chunk`` jobs (one future per chunk), ``window / chunk`` chunks in flight.
 
-The figures go to stdout as one JSON document; ``ratio`` is takefive/raw (the
-target is >= 0.7). Best of ``--repeat`` runs per leg. Bounded: every leg has a
-deadline and the children are always stopped.
+The figures go to stdout as one JSON document; ``ratio`` is takefive/raw and
+``map_ratio`` takefive-map/raw (the target is >= 0.7). Best of ``--repeat`` runs
+per leg, the legs interleaved. Bounded: every leg has a deadline and the
+children are always stopped.
 """
 
 from __future__ import annotations
@@ -90,7 +94,8 @@ def bench_raw(jobs: int, window: int) -> float:
         ctx.term()
 
 
-async def _bench_takefive(jobs: int, window: int) -> float:
+async def _bench_takefive(jobs: int, window: int, chunk: int) -> float:
+    """``chunk`` 0: ``submit`` from ``window`` lanes; else ``map`` in chunks of ``chunk``."""
     from takefive.jobs import JobPool
 
     async with JobPool(timeout=60) as pool:
@@ -108,28 +113,34 @@ async def _bench_takefive(jobs: int, window: int) -> float:
         try:
             await pool.submit("echo", {"i": 0}, timeout=30)  # connected
             payload = {"i": 12345}
-            submit = pool.submit
+            submit, map_ = pool.submit, pool.map
             started = time.perf_counter()
 
             async def lane(count: int) -> None:
                 for _ in range(count):
                     await submit("echo", payload)
 
-            lanes = [jobs // window + (1 if k < jobs % window else 0) for k in range(window)]
+            async def map_lane(count: int) -> None:
+                while count > 0:
+                    await map_("echo", [payload] * min(chunk, count))
+                    count -= chunk
+
+            lanes = window // chunk if chunk else window
+            counts = [jobs // lanes + (1 if k < jobs % lanes else 0) for k in range(lanes)]
             async with asyncio.timeout(DEADLINE):
-                await asyncio.gather(*(lane(n) for n in lanes))
+                await asyncio.gather(*((map_lane if chunk else lane)(n) for n in counts))
             return jobs / (time.perf_counter() - started)
         finally:
             _stop(proc)
 
 
-def bench_takefive(jobs: int, window: int) -> float:
+def bench_takefive(jobs: int, window: int, chunk: int = 0) -> float:
     try:
         import uvloop
 
-        return uvloop.run(_bench_takefive(jobs, window))
+        return uvloop.run(_bench_takefive(jobs, window, chunk))
     except ImportError:  # pragma: no cover
-        return asyncio.run(_bench_takefive(jobs, window))
+        return asyncio.run(_bench_takefive(jobs, window, chunk))
 
 
 def main() -> int:
@@ -137,27 +148,35 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=50_000, help="jobs per run")
     parser.add_argument("--window", type=int, default=500, help="jobs in flight")
     parser.add_argument("--repeat", type=int, default=3, help="runs per leg (best kept)")
+    parser.add_argument("--chunk", type=int, default=50, help="jobs per map() call")
     args = parser.parse_args()
-    raw_runs, takefive_runs = [], []
-    for _ in range(args.repeat):  # interleaved, so drifting load hits both legs
+    raw_runs, takefive_runs, map_runs = [], [], []
+    for _ in range(args.repeat):  # interleaved, so drifting load hits every leg
         raw_runs.append(bench_raw(args.jobs, args.window))
         takefive_runs.append(bench_takefive(args.jobs, args.window))
-    raw, tf = max(raw_runs), max(takefive_runs)
+        map_runs.append(bench_takefive(args.jobs, args.window, args.chunk))
+    raw, tf, tf_map = max(raw_runs), max(takefive_runs), max(map_runs)
     result: dict[str, Any] = {
         "benchmark": "jobs_round_trip",
         "description": (
-            "jobs/s through one Python worker (echo, JSON) vs a raw pyzmq PUSH/PULL loop"
+            "jobs/s through one Python worker (echo, JSON), by submit() and by map(), "
+            "vs a raw pyzmq PUSH/PULL loop"
         ),
         "jobs": args.jobs,
         "window": args.window,
         "repeat": args.repeat,
+        "chunk": args.chunk,
         "raw_jobs_per_s": round(raw),
         "takefive_jobs_per_s": round(tf),
+        "takefive_map_jobs_per_s": round(tf_map),
         "ratio": round(tf / raw, 3),
+        "map_ratio": round(tf_map / raw, 3),
         "target_ratio": 0.7,
         "meets_target": tf / raw >= 0.7,
+        "map_meets_target": tf_map / raw >= 0.7,
         "raw_runs": [round(r) for r in raw_runs],
         "takefive_runs": [round(r) for r in takefive_runs],
+        "takefive_map_runs": [round(r) for r in map_runs],
         "cpus": os.cpu_count(),
         "loadavg_1m": os.getloadavg()[0],
         "python": platform.python_version(),

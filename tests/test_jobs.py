@@ -17,6 +17,20 @@ from takefive.jobs import BlockingJobPool, JobError, JobPool, JobTimeout
 from workerthreads import Workers, workers_fixture  # noqa: F401
 
 
+def jobs_of(frames: list[bytes]) -> list[wp.Request]:
+    """The jobs of one message from a pool: a REQUEST, or a REQUESTS batch."""
+    msg = wp.parse(frames)
+    if isinstance(msg, wp.Requests):
+        return list(msg.jobs)
+    assert isinstance(msg, wp.Request), msg
+    return [msg]
+
+
+def one_job(frames: list[bytes]) -> wp.Request:
+    (job,) = jobs_of(frames)
+    return job
+
+
 def _fail(payload: Any) -> Any:
     raise ValueError(f"bad {payload}")
 
@@ -73,9 +87,7 @@ async def test_timeout_when_the_worker_never_answers() -> None:
         try:
             with pytest.raises(JobTimeout, match="may have died with it"):
                 await pool.submit("echo", 1, timeout=0.5)
-            frames = sink.recv_multipart()  # the job did go out
-            request = wp.parse(frames)
-            assert isinstance(request, wp.Request)
+            request = one_job(sink.recv_multipart())  # the job did go out
             assert request.reply_to == pool.results_endpoint
         finally:
             sink.close(0)
@@ -116,8 +128,7 @@ async def test_bad_reply_payload_is_a_clear_error() -> None:
         push.connect(pool.results_endpoint)
         try:
             task = asyncio.ensure_future(pool.submit("echo", 1, timeout=10))
-            request = wp.parse(await asyncio.to_thread(pull.recv_multipart))
-            assert isinstance(request, wp.Request)
+            request = one_job(await asyncio.to_thread(pull.recv_multipart))
             push.send_multipart(wp.encode_reply(request.job_id, b"{not json", "json"))
             with pytest.raises(JobError, match="cannot be decoded") as info:
                 await task
@@ -175,11 +186,14 @@ class _Sink:
         self.sock = self.ctx.socket(zmq.PULL)
         self.sock.connect(endpoint)
 
-    async def take(self) -> wp.Request:
+    async def take(self, count: int = 1) -> list[wp.Request]:
+        """The next ``count`` jobs sent (batched or not)."""
         self.sock.setsockopt(zmq.RCVTIMEO, 10_000)
-        request = wp.parse(await asyncio.to_thread(self.sock.recv_multipart))
-        assert isinstance(request, wp.Request)
-        return request
+        jobs: list[wp.Request] = []
+        while len(jobs) < count:
+            jobs += jobs_of(await asyncio.to_thread(self.sock.recv_multipart))
+        assert len(jobs) == count, jobs
+        return jobs
 
     def close(self) -> None:
         self.sock.close(0)
@@ -212,8 +226,7 @@ async def test_a_receiver_that_dies_fails_pending_and_later_jobs_at_once(
     monkeypatch.setattr(pool._results, "recv_multipart", failing_read)
     try:
         jobs = [asyncio.ensure_future(pool.submit("echo", i)) for i in range(3)]
-        for _ in jobs:
-            await sink.take()  # all three went out and wait for a result
+        await sink.take(3)  # all three went out and wait for a result
         assert pool.pending == 3 and not pool.broken
         die.set()
         for job in jobs:
@@ -337,3 +350,172 @@ async def test_close_after_the_receiver_failed_does_not_raise(
     await _fails_broken(pool.submit("echo", 1), "injected")
     await pool.close()
     await pool.close()
+
+
+# ---------------------------------------------------------------------- batches
+
+
+class _Taker:
+    """A PULL standing in for a worker (the test reads what the pool sends) and a PUSH
+    to answer on the pool's results endpoint."""
+
+    def __init__(self, pool: JobPool) -> None:
+        self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self.pull = self.ctx.socket(zmq.PULL)
+        self.push = self.ctx.socket(zmq.PUSH)
+        self.pull.connect(pool.endpoint)
+        self.push.connect(pool.results_endpoint)
+
+    async def messages(self, jobs: int) -> list[list[bytes]]:
+        """Messages until ``jobs`` jobs have arrived."""
+        out: list[list[bytes]] = []
+        while sum(len(jobs_of(m)) for m in out) < jobs:
+            assert await asyncio.to_thread(self.pull.poll, 10_000), "no more jobs came"
+            out.append(self.pull.recv_multipart())
+        return out
+
+    def close(self) -> None:
+        self.ctx.destroy(0)
+
+
+async def _connected(pool: JobPool, taker: _Taker) -> None:
+    """One job through, answered by hand: the taker's PULL is connected."""
+    task = asyncio.ensure_future(pool.submit("echo", 0, timeout=10))
+    (msg,) = await taker.messages(1)
+    taker.push.send_multipart(wp.encode_reply(one_job(msg).job_id, b"0"))
+    assert await task == 0
+
+
+async def test_jobs_submitted_together_go_in_batches_of_at_most_batch() -> None:
+    async with JobPool(batch=16) as pool:
+        taker = _Taker(pool)
+        try:
+            await _connected(pool, taker)
+            tasks = [asyncio.ensure_future(pool.submit("echo", i, timeout=10)) for i in range(40)]
+            messages = await taker.messages(40)
+            assert [m[1] for m in messages] == [wp.REQUESTS] * 3
+            assert [len(jobs_of(m)) for m in messages] == [16, 16, 8]
+            jobs = [job for m in messages for job in jobs_of(m)]
+            assert [wp.decode_payload(j.payload) for j in jobs] == list(range(40))
+            # Answered in any grouping: one REPLIES for some, single REPLY/ERROR for others.
+            records = [
+                wp.encode_answer_record(wp.Reply(j.job_id, "json", j.payload)) for j in jobs[:30]
+            ]
+            taker.push.send_multipart(wp.encode_replies(records))
+            for job in jobs[30:39]:
+                taker.push.send_multipart(wp.encode_reply(job.job_id, job.payload))
+            taker.push.send_multipart(wp.encode_error(jobs[39].job_id, "failed", "no"))
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            assert results[:39] == list(range(39))
+            assert isinstance(results[39], JobError) and results[39].code == "failed"
+            assert pool.pending == 0
+        finally:
+            taker.close()
+
+
+async def test_batch_1_sends_single_requests() -> None:
+    async with JobPool(batch=1) as pool:
+        taker = _Taker(pool)
+        try:
+            await _connected(pool, taker)
+            tasks = [asyncio.ensure_future(pool.submit("echo", i, timeout=10)) for i in range(5)]
+            messages = await taker.messages(5)
+            assert [m[1] for m in messages] == [wp.REQUEST] * 5
+            for m in messages:
+                job = one_job(m)
+                taker.push.send_multipart(wp.encode_reply(job.job_id, job.payload))
+            assert await asyncio.gather(*tasks) == list(range(5))
+        finally:
+            taker.close()
+
+
+async def test_a_large_job_goes_alone() -> None:
+    async with JobPool() as pool:
+        taker = _Taker(pool)
+        try:
+            await _connected(pool, taker)
+            big = b"x" * (300 * 1024)
+            tasks = [
+                asyncio.ensure_future(pool.submit("echo", 1, timeout=10)),
+                asyncio.ensure_future(pool.submit("echo", big, encoding="raw", timeout=10)),
+                asyncio.ensure_future(pool.submit("echo", 2, timeout=10)),
+            ]
+            messages = await taker.messages(3)
+            sizes = [[len(j.payload) for j in jobs_of(m)] for m in messages]
+            assert sizes == [[1], [len(big)], [1]]
+            for task in tasks:
+                task.cancel()
+        finally:
+            taker.close()
+
+
+def test_batch_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="batch must be at least 1"):
+        JobPool(batch=0)
+
+
+# ---------------------------------------------------------------------- map
+
+
+async def test_map_runs_every_payload_and_keeps_the_order(workers: Workers) -> None:
+    async with JobPool() as pool:
+        for _ in range(2):
+            workers.start({"square": lambda p: p * p}, connect=[pool.endpoint])
+        assert await pool.map("square", range(1000), timeout=20) == [i * i for i in range(1000)]
+        assert await pool.map("square", [], timeout=1) == []
+        assert pool.pending == 0
+
+
+async def test_map_errors_raise_the_first_or_stand_in_place(workers: Workers) -> None:
+    async with JobPool() as pool:
+        workers.start({"fail": _fail, "echo": lambda p: p}, connect=[pool.endpoint])
+        assert await pool.submit("echo", 0, timeout=10) == 0
+        with pytest.raises(JobError, match=r"\[failed\]: ValueError: bad 1") as failed:
+            await pool.map("fail", [1, 2], timeout=10)
+        assert failed.value.code == "failed"
+        results = await pool.map("fail", [3, 4], timeout=10, return_exceptions=True)
+        assert [str(r).rsplit(": ", 1)[-1] for r in results] == ["bad 3", "bad 4"]
+        assert all(isinstance(r, JobError) for r in results)
+        with pytest.raises(JobError, match="no function 'nope' here"):
+            await pool.map("nope", [1])
+        assert pool.pending == 0
+
+
+async def test_map_times_out_saying_how_many_got_no_answer() -> None:
+    async with JobPool() as pool:
+        taker = _Taker(pool)
+        try:
+            await _connected(pool, taker)
+            task = asyncio.ensure_future(pool.map("echo", range(5), timeout=1.0))
+            jobs = [job for m in await taker.messages(5) for job in jobs_of(m)]
+            for job in jobs[:3]:  # three answered, two never
+                taker.push.send_multipart(wp.encode_reply(job.job_id, job.payload))
+            started = time.monotonic()
+            with pytest.raises(JobTimeout, match="2 of 5 jobs") as info:
+                await task
+            assert info.value.code == "timeout" and info.value.job_id == jobs[3].job_id
+            assert time.monotonic() - started < 5
+            assert pool.pending == 0
+        finally:
+            taker.close()
+
+
+async def test_map_refuses_bad_payloads_before_sending_any_and_fails_on_close() -> None:
+    pool = JobPool()
+    with pytest.raises(wp.EncodingError):
+        await pool.map("echo", [1, object()])
+    assert pool.pending == 0
+    task = asyncio.ensure_future(pool.map("echo", range(3), timeout=30))
+    await asyncio.sleep(0.05)
+    assert pool.pending == 3
+    await pool.close()
+    with pytest.raises(JobError, match="closed"):
+        await task
+    with pytest.raises(JobError, match="closed"):
+        await pool.map("echo", [1])
+
+
+def test_blocking_pool_map(workers: Workers) -> None:
+    with BlockingJobPool(timeout=10) as pool:
+        workers.start({"double": lambda p: p * 2}, connect=[pool.endpoint])
+        assert pool.map("double", range(50)) == [2 * i for i in range(50)]

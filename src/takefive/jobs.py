@@ -34,6 +34,8 @@ import contextlib
 import itertools
 import logging
 import os
+from collections.abc import Iterable, Sequence
+from functools import partial
 from typing import Any
 
 import zmq
@@ -58,10 +60,53 @@ class JobTimeout(JobError, TimeoutError):
     """No result within the timeout; the job may be lost (see the module docs)."""
 
 
+#: About this much payload (bytes) at most in one REQUESTS; a larger job goes alone.
+_BATCH_BYTES = 256 * 1024
+
 _MAYBE_LOST = (
     "the job was handed to a worker, which may have died with it "
     "(PUSH/PULL cannot tell); use takefive.services for jobs that must not be lost"
 )
+
+
+def _job_text(job_id: bytes, name: str) -> str:
+    return f"job {job_id.decode()} ({name})"
+
+
+class _Many:
+    """The answers of one :meth:`JobPool.map` call, and the one future for all of them."""
+
+    __slots__ = ("answers", "future", "left")
+
+    def __init__(self, count: int, future: asyncio.Future[None]) -> None:
+        self.answers: list[wp.Reply | wp.Error | None] = [None] * count
+        self.left = count
+        self.future = future
+
+
+class _Slot:
+    """One job of a :meth:`JobPool.map` in the pool's pending jobs, in place of a future
+    (the three methods of a future the pool uses)."""
+
+    __slots__ = ("index", "many")
+
+    def __init__(self, many: _Many, index: int) -> None:
+        self.many = many
+        self.index = index
+
+    def done(self) -> bool:
+        return self.many.answers[self.index] is not None or self.many.future.done()
+
+    def set_result(self, answer: wp.Reply | wp.Error) -> None:
+        many = self.many
+        many.answers[self.index] = answer
+        many.left -= 1
+        if many.left == 0 and not many.future.done():
+            many.future.set_result(None)
+
+    def set_exception(self, exc: BaseException) -> None:
+        if not self.many.future.done():
+            self.many.future.set_exception(exc)
 
 
 class JobPool(AsyncClosing, Breakable[JobError]):
@@ -71,6 +116,12 @@ class JobPool(AsyncClosing, Breakable[JobError]):
     read the chosen ones from :attr:`endpoint` and :attr:`results_endpoint`.
     ``reply_to`` is the results endpoint as workers must connect to it (defaults
     to the bound one; set it when binding to a wildcard address like ``tcp://*:5556``).
+
+    Jobs submitted in the same turn of the event loop go out together, up to
+    ``batch`` of them in one ``REQUESTS`` message (docs/protocol.md, "Batches"):
+    much faster for small jobs. A batch goes to one worker, so keep it small
+    next to the number of jobs in flight; ``batch=1`` sends each job as a single
+    ``REQUEST``, for workers that do not handle ``REQUESTS``.
     """
 
     _error_type = JobError
@@ -85,8 +136,12 @@ class JobPool(AsyncClosing, Breakable[JobError]):
         timeout: float = 30.0,
         context: zmq.asyncio.Context | None = None,
         hwm: int = 1000,
+        batch: int = 16,
     ) -> None:
         wp.check_name(encoding, "encoding")
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
+        self.batch = batch
         self.encoding = encoding
         self.timeout = timeout
         self._ctx = context or zmq.asyncio.Context.instance()
@@ -112,9 +167,16 @@ class JobPool(AsyncClosing, Breakable[JobError]):
         self.reply_to = reply_to or self.results_endpoint
         self._prefix = os.urandom(4).hex().encode() + b"-"
         self._ids = itertools.count(1)
-        self._pending: dict[bytes, asyncio.Future[wp.Reply | wp.Error]] = {}
+        self._pending: dict[bytes, asyncio.Future[wp.Reply | wp.Error] | _Slot] = {}
         self._receiver: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Jobs waiting for the next REQUESTS (batch > 1), and jobs whose message is
+        # waiting for room in ZeroMQ (to word their timeout).
+        self._outgoing: list[bytes] = []
+        self._outgoing_ids: list[bytes] = []
+        self._outgoing_bytes = 0
+        self._flush_scheduled = False
+        self._unsent: dict[bytes, asyncio.Future[Any]] = {}
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -133,6 +195,7 @@ class JobPool(AsyncClosing, Breakable[JobError]):
             if not fut.done():
                 fut.set_exception(JobError("the job pool was closed", code="closed", job_id=job_id))
         self._pending.clear()
+        self._outgoing, self._outgoing_ids = [], []
         self._jobs.close(0)
         self._results.close(0)
 
@@ -153,6 +216,7 @@ class JobPool(AsyncClosing, Breakable[JobError]):
         if self._receiver is not None and not self._receiver.done():
             self._receiver.cancel()
         pending, self._pending = self._pending, {}
+        self._outgoing, self._outgoing_ids = [], []
         for job_id, fut in pending.items():
             if not fut.done():
                 fut.set_exception(self._broken_error(job_id))
@@ -184,85 +248,196 @@ class JobPool(AsyncClosing, Breakable[JobError]):
         ``failed``, ``unknown`` or ``bad-request``) and :class:`JobTimeout` if no
         result arrives within ``timeout`` seconds (default: the pool's).
         """
+        loop = self._ready()
+        timeout = self.timeout if timeout is None else timeout
+        encoding = encoding or self.encoding
+        job_id, message = self._encode(name, wp.encode_payload(payload, encoding), encoding)
+        fut: asyncio.Future[wp.Reply | wp.Error] = loop.create_future()
+        self._pending[job_id] = fut
+        self._launch(job_id, message, loop)
+        timer = deadline(fut, timeout)
+        try:
+            answer = await fut
+        except TimeoutError:
+            raise JobTimeout(
+                f"job {job_id.decode()} ({name}) got no result within {timeout:g}s: "
+                + self._why_unanswered(job_id),
+                code="timeout",
+                job_id=job_id,
+            ) from None
+        finally:
+            timer.cancel()
+            self._pending.pop(job_id, None)
+            self._unsent.pop(job_id, None)
+        return wp.reply_value(answer, partial(_job_text, job_id, name), JobError)
+
+    async def map(
+        self,
+        name: str,
+        payloads: Iterable[Any],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - a deadline for all, by design
+        encoding: str | None = None,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """Run job ``name`` once per payload, spread over the workers; results in order.
+
+        Like ``gather(*(submit(name, p) for p in payloads))``, with one future for
+        all the jobs instead of one per job (much faster for many small jobs).
+        Waits until every job has its answer, or until ``timeout`` seconds (for
+        all of them; default: the pool's) have passed: then :class:`JobTimeout`
+        says how many got none. A job whose worker reported an error raises its
+        :class:`JobError` (the first, in payload order), or, with
+        ``return_exceptions=True``, stands in the list in its place.
+        """
+        loop = self._ready()
+        timeout = self.timeout if timeout is None else timeout
+        encoding = encoding or self.encoding
+        datas = [wp.encode_payload(p, encoding) for p in payloads]  # all, before sending any
+        if not datas:
+            return []
+        messages = [self._encode(name, data, encoding) for data in datas]
+        everything: asyncio.Future[None] = loop.create_future()
+        many = _Many(len(datas), everything)
+        for index, (job_id, _) in enumerate(messages):
+            self._pending[job_id] = _Slot(many, index)
+        for job_id, message in messages:
+            self._launch(job_id, message, loop)
+        timer = deadline(everything, timeout)
+        try:
+            await everything
+        except TimeoutError:
+            missing = [
+                job_id for (job_id, _), a in zip(messages, many.answers, strict=True) if a is None
+            ]
+            raise JobTimeout(
+                f"{len(missing)} of {len(datas)} jobs ({name}, the first {missing[0].decode()}) "
+                f"got no result within {timeout:g}s: " + self._why_unanswered(missing[0]),
+                code="timeout",
+                job_id=missing[0],
+            ) from None
+        finally:
+            timer.cancel()
+            for job_id, _ in messages:
+                self._pending.pop(job_id, None)
+                self._unsent.pop(job_id, None)
+        results: list[Any] = []
+        for (job_id, _), answer in zip(messages, many.answers, strict=True):
+            assert answer is not None
+            try:
+                results.append(
+                    wp.reply_value(answer, partial(_job_text, job_id, name), JobError)
+                )
+            except JobError as exc:
+                if not return_exceptions:
+                    raise
+                results.append(exc)
+        return results
+
+    def _ready(self) -> asyncio.AbstractEventLoop:
+        """The checks and first-use set-up of every call; the pool's event loop."""
         if self._closed:
             raise JobError("the job pool is closed", code="closed")
         if self._broken is not None:
             raise self._broken_error()
-        timeout = self.timeout if timeout is None else timeout
-        encoding = encoding or self.encoding
-        data = wp.encode_payload(payload, encoding)
-        job_id = self._prefix + format(next(self._ids), "x").encode()
-        frames = wp.encode_request(job_id, name, data, encoding, self.reply_to)
         loop = self._loop
         if loop is None:  # the first job; cached: on 3.11 get_running_loop() calls getpid()
             loop = self._loop = asyncio.get_running_loop()
         if self._receiver is None:
             self._receiver = loop.create_task(self._receive(), name="takefive-jobs-receive")
             self._receiver.add_done_callback(self._receiver_stopped)
-        fut: asyncio.Future[wp.Reply | wp.Error] = loop.create_future()
-        self._pending[job_id] = fut
+        return loop
+
+    def _encode(self, name: str, data: bytes, encoding: str) -> tuple[bytes, bytes | list[bytes]]:
+        """A new job id, and the job as a batch record, or as a REQUEST when not batching."""
+        job_id = self._prefix + format(next(self._ids), "x").encode()
+        if self.batch == 1:
+            return job_id, wp.encode_request(job_id, name, data, encoding, self.reply_to)
+        return job_id, wp.encode_job(job_id, name, data, encoding)
+
+    def _launch(
+        self, job_id: bytes, message: bytes | list[bytes], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        if isinstance(message, bytes):
+            self._queue(job_id, message, loop)
+        else:
+            self._send((job_id,), message)
+
+    # ------------------------------------------------------------------ sending
+
+    def _queue(self, job_id: bytes, record: bytes, loop: asyncio.AbstractEventLoop) -> None:
+        """Add a job to the next ``REQUESTS``, sent at the end of this loop turn at the latest."""
+        if len(record) >= _BATCH_BYTES and self._outgoing:
+            self._flush()  # a large job goes alone
+        self._outgoing.append(record)
+        self._outgoing_ids.append(job_id)
+        self._outgoing_bytes += len(record)
+        if len(self._outgoing) >= self.batch or self._outgoing_bytes >= _BATCH_BYTES:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._outgoing or self._closed or self._broken is not None:
+            return
+        records, job_ids = self._outgoing, self._outgoing_ids
+        self._outgoing, self._outgoing_ids, self._outgoing_bytes = [], [], 0
+        self._send(job_ids, wp.encode_requests(records, self.reply_to))
+
+    def _send(self, job_ids: Sequence[bytes], frames: list[bytes]) -> None:
+        """Send one message now if ZeroMQ takes it, else as soon as it does."""
         try:
             send_frames(self._jobs_out, frames, zmq.NOBLOCK)
         except zmq.Again:
             # No worker connected yet, or every worker's queue is full.
-            answer = await self._submit_slowly(job_id, name, frames, fut, timeout)
+            self._send_later(job_ids, frames)
         except zmq.ZMQError as exc:  # ETERM, ENOTSOCK: this socket is done for
-            del self._pending[job_id]  # this job fails here, not through its future
-            self._send_failed(exc)
-            raise self._broken_error(job_id) from None
-        else:
-            # The fast path: one future and one timer per job.
-            timer = deadline(fut, timeout)
-            try:
-                answer = await fut
-            except TimeoutError:
-                raise JobTimeout(
-                    f"job {job_id.decode()} ({name}) got no result within {timeout:g}s: "
-                    + _MAYBE_LOST,
-                    code="timeout",
-                    job_id=job_id,
-                ) from None
-            finally:
-                timer.cancel()
-                self._pending.pop(job_id, None)
-        return wp.reply_value(answer, f"job {job_id.decode()} ({name})", JobError)
+            self._send_failed(exc)  # fails these jobs too
 
-    async def _submit_slowly(
-        self,
-        job_id: bytes,
-        name: str,
-        frames: list[bytes],
-        fut: asyncio.Future[wp.Reply | wp.Error],
-        timeout: float,  # noqa: ASYNC109
-    ) -> wp.Reply | wp.Error:
+    def _send_later(self, job_ids: Sequence[bytes], frames: list[bytes]) -> None:
         send: asyncio.Future[Any] = asyncio.ensure_future(self._jobs.send_multipart(frames))
+        for job_id in job_ids:
+            self._unsent[job_id] = send
 
-        def check_send(f: asyncio.Future[Any]) -> None:
-            if not f.cancelled() and isinstance(exc := f.exception(), zmq.ZMQError):
+        def sent(f: asyncio.Future[Any]) -> None:
+            if f.cancelled():
+                return
+            if isinstance(exc := f.exception(), zmq.ZMQError):
                 self._send_failed(exc)
+            elif exc is None:
+                for job_id in job_ids:
+                    self._unsent.pop(job_id, None)
 
-        send.add_done_callback(check_send)
-        timer = deadline(fut, timeout)
+        send.add_done_callback(sent)
+        # Stop trying once nobody waits for any of the jobs any more (all timed out).
+        waiting = [0]
 
-        def stop_sending(_: object) -> None:
-            if not send.done():
+        def job_over(_: object) -> None:
+            waiting[0] -= 1
+            if waiting[0] == 0 and not send.done():
                 send.cancel()
 
-        fut.add_done_callback(stop_sending)
-        try:
-            return await fut
-        except TimeoutError:
-            sent = send.done() and not send.cancelled() and send.exception() is None
-            why = _MAYBE_LOST if sent else f"no worker connected to {self.endpoint} took it"
-            raise JobTimeout(
-                f"job {job_id.decode()} ({name}) got no result within {timeout:g}s: {why}",
-                code="timeout",
-                job_id=job_id,
-            ) from None
-        finally:
-            timer.cancel()
-            stop_sending(None)
-            self._pending.pop(job_id, None)
+        waiters: set[asyncio.Future[Any]] = set()
+        for job_id in job_ids:
+            waiter = self._pending.get(job_id)
+            if isinstance(waiter, _Slot):  # a map(): its one future stands for all its jobs
+                waiters.add(waiter.many.future)
+            elif waiter is not None:
+                waiters.add(waiter)
+        for fut in waiters:
+            if not fut.done():
+                waiting[0] += 1
+                fut.add_done_callback(job_over)
+        if waiting[0] == 0:
+            send.cancel()
+
+    def _why_unanswered(self, job_id: bytes) -> str:
+        send = self._unsent.get(job_id)
+        if send is None or (send.done() and not send.cancelled() and send.exception() is None):
+            return _MAYBE_LOST
+        return f"no worker connected to {self.endpoint} took it"
 
     def _on_result(self, frames: list[bytes]) -> None:
         try:
@@ -270,14 +445,20 @@ class JobPool(AsyncClosing, Breakable[JobError]):
         except wp.ProtocolError as exc:
             log.warning("dropping a bad message on %s: %s", self.results_endpoint, exc)
             return
-        if not isinstance(msg, wp.Reply | wp.Error):
+        if isinstance(msg, wp.Replies):
+            for answer in msg.answers:
+                self._resolve(answer)
+        elif isinstance(msg, wp.Reply | wp.Error):
+            self._resolve(msg)
+        else:
             log.warning("dropping an unexpected %s on the results socket", type(msg).__name__)
-            return
-        fut = self._pending.pop(msg.job_id, None)
+
+    def _resolve(self, answer: wp.Reply | wp.Error) -> None:
+        fut = self._pending.pop(answer.job_id, None)
         if fut is None:
-            log.info("dropping the late result of job %s", msg.job_id.decode(errors="replace"))
+            log.info("dropping the late result of job %s", answer.job_id.decode(errors="replace"))
         elif not fut.done():
-            fut.set_result(msg)
+            fut.set_result(answer)
 
     def _on_result_safely(self, frames: list[bytes]) -> None:
         try:
@@ -334,3 +515,23 @@ class BlockingJobPool(BlockingClient[JobPool]):
         encoding: str | None = None,
     ) -> Any:
         return self._run(self._client.submit(name, payload, timeout=timeout, encoding=encoding))
+
+    def map(
+        self,
+        name: str,
+        payloads: Iterable[Any],
+        *,
+        timeout: float | None = None,
+        encoding: str | None = None,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        payloads = list(payloads)  # here, not in the pool's thread
+        return self._run(
+            self._client.map(
+                name,
+                payloads,
+                timeout=timeout,
+                encoding=encoding,
+                return_exceptions=return_exceptions,
+            )
+        )

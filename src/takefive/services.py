@@ -241,7 +241,9 @@ class Dispatcher(AsyncClosing, Breakable[ServiceError]):
             timer.cancel()
             if not call.future.done():
                 call.future.cancel()
-        return wp.reply_value(answer, f"call {job_id.decode()} to {service!r}", ServiceError)
+        return wp.reply_value(
+            answer, lambda: f"call {job_id.decode()} to {service!r}", ServiceError
+        )
 
     @property
     def queued(self) -> int:

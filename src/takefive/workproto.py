@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
@@ -526,14 +526,18 @@ def parse(frames: Sequence[bytes]) -> WorkMessage:
     raise ProtocolError(f"unknown message type {kind[:20]!r}")
 
 
-def reply_value(answer: Reply | Error, what: str, error: type[WorkError]) -> Any:
+def reply_value(
+    answer: Reply | Error, what: str | Callable[[], str], error: type[WorkError]
+) -> Any:
     """What a caller makes of a worker's answer: the decoded ``REPLY`` payload.
 
     An ``ERROR`` raises ``error`` with the worker's code and message; a ``REPLY``
     whose payload does not decode raises it with code ``bad-reply``. ``what``
-    names the call in the message (``"job 3f9a11c2-1a (thumbnail)"``).
+    names the call in the message (``"job 3f9a11c2-1a (thumbnail)"``); a function
+    returning it spares building the text on the way to a result.
     """
     if isinstance(answer, Error):
+        what = what if isinstance(what, str) else what()
         raise error(
             f"{what} failed on the worker [{answer.code}]: {answer.message}",
             code=answer.code,
@@ -542,6 +546,7 @@ def reply_value(answer: Reply | Error, what: str, error: type[WorkError]) -> Any
     try:
         return decode_payload(answer.payload, answer.encoding)
     except ProtocolError as exc:
+        what = what if isinstance(what, str) else what()
         raise error(
             f"{what}: the worker's reply cannot be decoded: {exc}",
             code="bad-reply",
