@@ -206,7 +206,9 @@ def test_any_truncated_or_mutated_batch_raises_only_protocol_error(
         ([b"T5W1", b"REQUESTS", b"tcp://x"], "REQUESTS has 3 frames"),
         ([b"T5W1", b"REQUESTS", b"tcp://x", b""], "carries no job"),
         ([b"T5W1", b"REQUESTS", b"tcp://x", b"\x01\x01\x01\xff\xff\xff\xffjnj"], "past the end"),
-        ([b"T5W1", b"REQUESTS", b"tcp://x", b"\x00\x01\x01\x00\x00\x00\x00nj"], "invalid job id"),
+        ([b"T5W1", b"REQUESTS", b"tcp://x", b"\x00\x01\x01\x00\x00\x00\x00nj"], "empty job id"),
+        ([b"T5W1", b"REQUESTS", b"tcp://x", b"\x01\x01\x01\x00\x00\x00\x00 nj"], "invalid job id"),
+        ([b"T5W1", b"REPLIES", b"R\x01\x01\x00\x00\x00\x00\x7fj"], "invalid job id"),
         ([b"T5W1", b"REQUESTS", b"\xff", b"\x01\x01\x01\x00\x00\x00\x00jnj"], "not UTF-8"),
         ([b"T5W1", b"REPLIES", b""], "carries no answer"),
         ([b"T5W1", b"REPLIES", b"X\x01\x01\x00\x00\x00\x00jj"], "unknown answer kind"),
@@ -226,3 +228,15 @@ def test_a_huge_declared_length_is_refused_without_allocating() -> None:
         wp.encode_requests([], "tcp://x")
     with pytest.raises(ProtocolError, match="at least one answer"):
         wp.encode_replies([])
+
+
+def test_encode_jobs_is_encode_job_for_each() -> None:
+    ids, payloads = [b"a-1", b"a-2", b"a-3"], [b"1", b"", b"[2]"]
+    assert wp.encode_jobs(ids, "echo", payloads) == [
+        wp.encode_job(j, "echo", p) for j, p in zip(ids, payloads, strict=True)
+    ]
+    for bad_ids in ([b"a-1", b""], [b"a 1"], [b"x" * 256]):
+        with pytest.raises(ProtocolError, match="invalid job id"):
+            wp.encode_jobs(bad_ids, "echo", [b"1"] * len(bad_ids))
+    with pytest.raises(ProtocolError, match="invalid job name"):
+        wp.encode_jobs([b"a"], "no name", [b"1"])

@@ -296,20 +296,30 @@ class JobPool(AsyncClosing, Breakable[JobError]):
         datas = [wp.encode_payload(p, encoding) for p in payloads]  # all, before sending any
         if not datas:
             return []
-        messages = [self._encode(name, data, encoding) for data in datas]
+        job_ids = [self._new_id() for _ in datas]
+        if self.batch == 1:
+            singles = [
+                wp.encode_request(j, name, d, encoding, self.reply_to)
+                for j, d in zip(job_ids, datas, strict=True)
+            ]
+        else:
+            records = wp.encode_jobs(job_ids, name, datas, encoding)
         everything: asyncio.Future[None] = loop.create_future()
         many = _Many(len(datas), everything)
-        for index, (job_id, _) in enumerate(messages):
-            self._pending[job_id] = _Slot(many, index)
-        for job_id, message in messages:
-            self._launch(job_id, message, loop)
+        pending = self._pending
+        for index, job_id in enumerate(job_ids):
+            pending[job_id] = _Slot(many, index)
+        if self.batch == 1:
+            for job_id, frames in zip(job_ids, singles, strict=True):
+                self._send((job_id,), frames)
+        else:
+            for job_id, record in zip(job_ids, records, strict=True):
+                self._queue(job_id, record, loop)
         timer = deadline(everything, timeout)
         try:
             await everything
         except TimeoutError:
-            missing = [
-                job_id for (job_id, _), a in zip(messages, many.answers, strict=True) if a is None
-            ]
+            missing = [j for j, a in zip(job_ids, many.answers, strict=True) if a is None]
             raise JobTimeout(
                 f"{len(missing)} of {len(datas)} jobs ({name}, the first {missing[0].decode()}) "
                 f"got no result within {timeout:g}s: " + self._why_unanswered(missing[0]),
@@ -318,16 +328,16 @@ class JobPool(AsyncClosing, Breakable[JobError]):
             ) from None
         finally:
             timer.cancel()
-            for job_id, _ in messages:
-                self._pending.pop(job_id, None)
-                self._unsent.pop(job_id, None)
+            unsent = self._unsent
+            for job_id in job_ids:
+                pending.pop(job_id, None)
+                if unsent:
+                    unsent.pop(job_id, None)
         results: list[Any] = []
-        for (job_id, _), answer in zip(messages, many.answers, strict=True):
+        for job_id, answer in zip(job_ids, many.answers, strict=True):
             assert answer is not None
             try:
-                results.append(
-                    wp.reply_value(answer, partial(_job_text, job_id, name), JobError)
-                )
+                results.append(wp.reply_value(answer, partial(_job_text, job_id, name), JobError))
             except JobError as exc:
                 if not return_exceptions:
                     raise
@@ -348,9 +358,12 @@ class JobPool(AsyncClosing, Breakable[JobError]):
             self._receiver.add_done_callback(self._receiver_stopped)
         return loop
 
+    def _new_id(self) -> bytes:
+        return b"%b%x" % (self._prefix, next(self._ids))
+
     def _encode(self, name: str, data: bytes, encoding: str) -> tuple[bytes, bytes | list[bytes]]:
         """A new job id, and the job as a batch record, or as a REQUEST when not batching."""
-        job_id = self._prefix + format(next(self._ids), "x").encode()
+        job_id = self._new_id()
         if self.batch == 1:
             return job_id, wp.encode_request(job_id, name, data, encoding, self.reply_to)
         return job_id, wp.encode_job(job_id, name, data, encoding)

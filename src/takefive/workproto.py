@@ -74,6 +74,7 @@ __all__ = [
     "encode_event",
     "encode_heartbeat",
     "encode_job",
+    "encode_jobs",
     "encode_payload",
     "encode_ready",
     "encode_replies",
@@ -290,6 +291,16 @@ def _check_job_id(job_id: bytes) -> bytes:
     return job_id
 
 
+def _check_job_ids(job_ids: Sequence[bytes]) -> None:
+    """:func:`_check_job_id` for many ids, with one regular expression for the lot."""
+    if all(0 < len(j) <= MAX_NAME_LENGTH for j in job_ids) and _JOB_ID_RE.match(
+        b"".join(job_ids)
+    ):
+        return
+    for job_id in job_ids:  # say which one
+        _check_job_id(job_id)
+
+
 def encode_ready(services: Sequence[str], heartbeat_ms: int, info: str = "") -> list[bytes]:
     if not services:
         raise ProtocolError("READY must name at least one service")
@@ -356,6 +367,23 @@ def encode_job(job_id: bytes, name: str, payload: bytes, encoding: str = "json")
         raise ProtocolError(f"a payload in a batch is at most {_MAX_DATA_LENGTH} bytes")
     head = _JOB_HEAD.pack(len(jid), len(raw_name), len(raw_encoding), len(payload))
     return b"".join((head, jid, raw_name, raw_encoding, payload))
+
+
+def encode_jobs(
+    job_ids: Sequence[bytes], name: str, payloads: Sequence[bytes], encoding: str = "json"
+) -> list[bytes]:
+    """Job records for many jobs of one name: :func:`encode_job` for each, checked at once."""
+    _check_job_ids(job_ids)
+    raw_name = check_name(name, "job name")
+    raw_encoding = check_name(encoding, "encoding")
+    pack, name_len, enc_len = _JOB_HEAD.pack, len(raw_name), len(raw_encoding)
+    records = []
+    for job_id, payload in zip(job_ids, payloads, strict=True):
+        if len(payload) > _MAX_DATA_LENGTH:
+            raise ProtocolError(f"a payload in a batch is at most {_MAX_DATA_LENGTH} bytes")
+        head = pack(len(job_id), name_len, enc_len, len(payload))
+        records.append(b"".join((head, job_id, raw_name, raw_encoding, payload)))
+    return records
 
 
 def encode_requests(records: Sequence[bytes], reply_to: str) -> list[bytes]:
@@ -432,7 +460,9 @@ def _parse_jobs(body: bytes, reply_to: str) -> tuple[Request, ...]:
         stop = pos + id_len + name_len + enc_len + data_len
         if stop > end:
             raise ProtocolError(f"REQUESTS: a job record runs past the end ({stop} > {end})")
-        job_id = _check_job_id(body[pos : pos + id_len])
+        if not id_len:
+            raise ProtocolError(f"REQUESTS: an empty job id at byte {pos - head}")
+        job_id = body[pos : pos + id_len]  # checked below, all at once
         pos += id_len
         name = _name(body[pos : pos + name_len], "job name")
         pos += name_len
@@ -440,6 +470,7 @@ def _parse_jobs(body: bytes, reply_to: str) -> tuple[Request, ...]:
         pos += enc_len
         jobs.append(Request(job_id, name, encoding, body[pos:stop], reply_to))
         pos = stop
+    _check_job_ids([job.job_id for job in jobs])
     return tuple(jobs)
 
 
@@ -458,7 +489,9 @@ def _parse_answers(body: bytes) -> tuple[Reply | Error, ...]:
         stop = pos + id_len + tag_len + data_len
         if stop > end:
             raise ProtocolError(f"REPLIES: an answer record runs past the end ({stop} > {end})")
-        job_id = _check_job_id(body[pos : pos + id_len])
+        if not id_len:
+            raise ProtocolError(f"REPLIES: an empty job id at byte {pos - head}")
+        job_id = body[pos : pos + id_len]  # checked below, all at once
         pos += id_len
         if kind == b"R":
             encoding = _name(body[pos : pos + tag_len], "encoding")
@@ -470,6 +503,7 @@ def _parse_answers(body: bytes) -> tuple[Reply | Error, ...]:
         else:
             raise ProtocolError(f"REPLIES: unknown answer kind {kind!r}")
         pos = stop
+    _check_job_ids([answer.job_id for answer in answers])
     return tuple(answers)
 
 
