@@ -46,6 +46,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--routes", help=f"routes to measure ({','.join(content.ROUTES)})")
     parser.add_argument("--messages", type=int, help="handler-only messages (200000)")
     parser.add_argument(
+        "--no-jobs", action="store_true", help="skip the jobs round-trip figure (bench_jobs)"
+    )
+    parser.add_argument(
         "--no-handler-only", action="store_true", help="skip the handler-only figure"
     )
     docs = parser.add_mutually_exclusive_group()
@@ -149,14 +152,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         ho = functools.partial(handler_only.measure, messages)
 
-    estimate = len(stacks) * (settings.stack_seconds() + 3) + (0 if args.no_handler_only else 30)
+    jobs: dict[str, Any] | Callable[[], dict[str, Any]]
+    if args.no_jobs:
+        jobs = {"reason": "skipped (--no-jobs)"}
+    else:
+        from bench import bench_jobs
+
+        jobs = functools.partial(bench_jobs.measure, 20_000 if args.quick else 50_000)
+
+    estimate = (
+        len(stacks) * (settings.stack_seconds() + 3)
+        + (0 if args.no_handler_only else 30)
+        + (0 if args.no_jobs else 40)
+    )
     print(
         f"bench: {len(stacks)} stacks, routes {','.join(settings.routes)}, "
         f"c={','.join(map(str, settings.connections))}, {settings.warmup_s:g} s warm-up + "
         f"{settings.duration_s:g} s each; about {estimate / 60:.0f} min",
         flush=True,
     )
-    data = suite.run_suite(stacks, settings, handler_only=ho)
+    data = suite.run_suite(stacks, settings, handler_only=ho, jobs=jobs)
     if args.note:
         data["note"] = args.note
     full = not args.quick and not args.only

@@ -143,29 +143,26 @@ def bench_takefive(jobs: int, window: int, chunk: int = 0) -> float:
         return asyncio.run(_bench_takefive(jobs, window, chunk))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=50_000, help="jobs per run")
-    parser.add_argument("--window", type=int, default=500, help="jobs in flight")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per leg (best kept)")
-    parser.add_argument("--chunk", type=int, default=50, help="jobs per map() call")
-    args = parser.parse_args()
+def measure(
+    jobs: int = 50_000, window: int = 500, repeat: int = 3, chunk: int = 50
+) -> dict[str, Any]:
+    """Every leg ``repeat`` times, interleaved; the best of each (a JSON-able dict)."""
     raw_runs, takefive_runs, map_runs = [], [], []
-    for _ in range(args.repeat):  # interleaved, so drifting load hits every leg
-        raw_runs.append(bench_raw(args.jobs, args.window))
-        takefive_runs.append(bench_takefive(args.jobs, args.window))
-        map_runs.append(bench_takefive(args.jobs, args.window, args.chunk))
+    for _ in range(repeat):  # interleaved, so drifting load hits every leg
+        raw_runs.append(bench_raw(jobs, window))
+        takefive_runs.append(bench_takefive(jobs, window))
+        map_runs.append(bench_takefive(jobs, window, chunk))
     raw, tf, tf_map = max(raw_runs), max(takefive_runs), max(map_runs)
-    result: dict[str, Any] = {
+    return {
         "benchmark": "jobs_round_trip",
         "description": (
             "jobs/s through one Python worker (echo, JSON), by submit() and by map(), "
             "vs a raw pyzmq PUSH/PULL loop"
         ),
-        "jobs": args.jobs,
-        "window": args.window,
-        "repeat": args.repeat,
-        "chunk": args.chunk,
+        "jobs": jobs,
+        "window": window,
+        "repeat": repeat,
+        "chunk": chunk,
         "raw_jobs_per_s": round(raw),
         "takefive_jobs_per_s": round(tf),
         "takefive_map_jobs_per_s": round(tf_map),
@@ -182,6 +179,16 @@ def main() -> int:
         "python": platform.python_version(),
         "zmq": zmq.zmq_version(),
     }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=50_000, help="jobs per run")
+    parser.add_argument("--window", type=int, default=500, help="jobs in flight")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per leg (best kept)")
+    parser.add_argument("--chunk", type=int, default=50, help="jobs per map() call")
+    args = parser.parse_args()
+    result = measure(args.jobs, args.window, args.repeat, args.chunk)
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

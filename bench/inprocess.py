@@ -64,8 +64,10 @@ def main() -> None:
         pstats.Stats("/tmp/inprocess.prof").sort_stats("tottime").print_stats(25)
         return
     elapsed = asyncio.run(_run(frames))
-    print(f"{args.path}: {elapsed / len(frames) * 1e6:.2f} us/message, "
-          f"{len(frames) / elapsed:,.0f} messages/s")
+    print(
+        f"{args.path}: {elapsed / len(frames) * 1e6:.2f} us/message, "
+        f"{len(frames) / elapsed:,.0f} messages/s"
+    )
 
 
 if __name__ == "__main__":

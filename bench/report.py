@@ -32,6 +32,8 @@ TARGETS = (
     ("gw_vs_uvicorn", "takefive + gateway, 1 handler vs uvicorn + Starlette", 1.0),
     ("gw_vs_m2", "takefive + gateway, 1 handler vs takefive + Mongrel2, 1 handler", 0.8),
     ("handler_only", "handler only: takefive vs raw pyzmq loop (msgs/s)", 0.6),
+    ("jobs_submit", "jobs round trip, JobPool.submit vs raw PUSH/PULL loop (jobs/s)", 0.7),
+    ("jobs_map", "jobs round trip, JobPool.map vs raw PUSH/PULL loop (jobs/s)", 0.7),
     ("soak", "soak: RSS growth from the 1M mark to the end", 0.05),
 )
 
@@ -144,6 +146,16 @@ def evaluate_targets(
                 f"raw {ho['raw']['msgs_per_s']:,.0f} msgs/s"
                 if value is not None
                 else ho.get("reason", "not measured")
+            )
+        elif target_id in ("jobs_submit", "jobs_map"):
+            jobs = data.get("jobs") or {}
+            key = "takefive_jobs_per_s" if target_id == "jobs_submit" else "takefive_map_jobs_per_s"
+            measured = jobs.get(key) and jobs.get("raw_jobs_per_s")
+            value = low = jobs[key] / jobs["raw_jobs_per_s"] if measured else None
+            detail = (
+                f"takefive {jobs[key]:,.0f} jobs/s, raw {jobs['raw_jobs_per_s']:,.0f} jobs/s"
+                if measured
+                else jobs.get("reason", "not measured")
             )
         else:  # soak: lower is better
             growth = (soak or {}).get("max_growth")
@@ -399,6 +411,43 @@ def render_markdown(data: dict[str, Any], soak: dict[str, Any] | None = None) ->
         )
     else:
         lines += [f"Not measured: {(ho or {}).get('reason', 'skipped in this run')}."]
+
+    jobs = data.get("jobs")
+    lines += ["", "### Jobs round trip (bench/bench_jobs.py)", ""]
+    if jobs and jobs.get("raw_jobs_per_s"):
+        lines += [
+            f"{jobs['jobs']:,} `echo` jobs (a small JSON document) through one `takefive worker`,"
+            f" {jobs['window']} in flight, loopback TCP; best of {jobs['repeat']} interleaved runs"
+            " per leg. `submit`: one coroutine per job in flight, each awaiting its job; `map`: "
+            f"`JobPool.map` over {jobs['chunk']} jobs at a time.",
+            "",
+        ]
+        raw = jobs["raw_jobs_per_s"]
+        lines += _table(
+            ["caller", "jobs/s", "ratio", "runs"],
+            [
+                [
+                    "raw pyzmq PUSH/PULL echo loop",
+                    _fmt_int(raw),
+                    "1.00x",
+                    ", ".join(_fmt_int(r) for r in jobs["raw_runs"]),
+                ],
+                [
+                    "JobPool.submit",
+                    _fmt_int(jobs["takefive_jobs_per_s"]),
+                    _fmt_x(jobs["takefive_jobs_per_s"] / raw),
+                    ", ".join(_fmt_int(r) for r in jobs["takefive_runs"]),
+                ],
+                [
+                    "JobPool.map",
+                    _fmt_int(jobs["takefive_map_jobs_per_s"]),
+                    _fmt_x(jobs["takefive_map_jobs_per_s"] / raw),
+                    ", ".join(_fmt_int(r) for r in jobs["takefive_map_runs"]),
+                ],
+            ],
+        )
+    else:
+        lines += [f"Not measured: {(jobs or {}).get('reason', 'skipped in this run')}."]
 
     lines += ["", "### Soak", ""]
     if soak:

@@ -195,6 +195,7 @@ def run_suite(
     settings: Settings,
     *,
     handler_only: dict[str, Any] | Callable[[], dict[str, Any]] | None,
+    jobs: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
     log: Log = say,
 ) -> dict[str, Any]:
     started = dt.datetime.now(dt.UTC)
@@ -208,6 +209,7 @@ def run_suite(
         "baseline": BASELINE,
         "stacks": [],
         "handler_only": None,
+        "jobs": None,
     }
     data["machine"]["packages"] = {
         p: version(p)
@@ -234,6 +236,11 @@ def run_suite(
         data["handler_only"] = handler_only()
     else:
         data["handler_only"] = handler_only
+    if callable(jobs):
+        log("jobs round trip (JobPool and one Python worker vs a raw PUSH/PULL loop)")
+        data["jobs"] = jobs()
+    else:
+        data["jobs"] = jobs
     data["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     data["seconds"] = round(time.monotonic() - t0, 1)
     report.compute_ratios(data)

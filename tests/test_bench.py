@@ -194,6 +194,18 @@ def sample_data() -> dict[str, Any]:
             "raw": {"msgs_per_s": 100000.0, "handler_cpu_pct": 99.0},
             "takefive": {"msgs_per_s": 70000.0, "handler_cpu_pct": 98.0},
         },
+        "jobs": {
+            "jobs": 50000,
+            "window": 500,
+            "repeat": 3,
+            "chunk": 50,
+            "raw_jobs_per_s": 150000,
+            "takefive_jobs_per_s": 60000,
+            "takefive_map_jobs_per_s": 120000,
+            "raw_runs": [150000, 140000, 130000],
+            "takefive_runs": [60000, 59000, 58000],
+            "takefive_map_runs": [120000, 110000, 100000],
+        },
     }
 
 
@@ -252,6 +264,11 @@ def test_targets() -> None:
     assert gw_m2["passed"] is False
     assert targets["handler_only"]["value"] == pytest.approx(0.7)
     assert targets["handler_only"]["passed"] is True
+    assert targets["jobs_submit"]["value"] == pytest.approx(0.4)
+    assert targets["jobs_submit"]["passed"] is False
+    assert targets["jobs_map"]["value"] == pytest.approx(0.8)
+    assert targets["jobs_map"]["passed"] is True
+    assert "raw 150,000 jobs/s" in targets["jobs_map"]["detail"]
     assert targets["soak"]["passed"] is True  # 1% growth < 5%
 
 
@@ -259,6 +276,7 @@ def test_targets_not_measured() -> None:
     data = sample_data()
     data["stacks"] = data["stacks"][:1]
     data["handler_only"] = {"ratio": None, "reason": "skipped"}
+    data["jobs"] = {"reason": "skipped"}
     targets = report.evaluate_targets(data, None)
     assert [t["passed"] for t in targets] == [None] * len(report.TARGETS)
     assert {t["detail"] for t in targets} == {"not measured", "skipped"}
@@ -341,6 +359,7 @@ def test_render_markdown_tables() -> None:
     assert "**missed**" in text and "**met**" in text
     assert "- granian + Starlette: not available: granian is not installed" in text
     assert "| takefive run (1 process) | 70,000 | 0.70x | 98% |" in text
+    assert "| JobPool.map | 120,000 | 0.80x | 120,000, 110,000, 100,000 |" in text
     assert "| mongrel2 (not judged) | 10.0 | 12.0 | 20.0 | +66.00% |" in text
     assert "at 1,000,050" in text
     assert "| takefive + Mongrel2, 1 handler | server | 30.0 | 95% |" in text
@@ -350,6 +369,7 @@ def test_render_quick_run_and_missing_parts() -> None:
     data = sample_data()
     data["quick"] = True
     data["handler_only"] = None
+    data["jobs"] = None
     data["note"] = "taken on a loaded machine"
     report.compute_ratios(data)
     text = report.render_markdown(data, None)
