@@ -449,6 +449,35 @@ async def test_a_large_job_goes_alone() -> None:
             taker.close()
 
 
+@pytest.mark.parametrize("batch", [1, 16])
+async def test_a_job_waiting_for_a_worker_is_not_overtaken_by_later_ones(batch: int) -> None:
+    """A job sent before any worker connected goes out first once one does; a later
+    job's send must not leave it waiting, unseen, until its timeout."""
+    async with JobPool(batch=batch) as pool:
+        first = asyncio.ensure_future(pool.submit("echo", 1, timeout=10))
+        deadline = time.monotonic() + 10
+        while not pool._unsent:  # its message waits for a worker
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        taker = _Taker(pool)
+        try:
+            # Until the worker is connected, without a turn of the loop in between:
+            # reading the socket's events takes its wake-up, as any send on it does.
+            deadline = time.monotonic() + 10
+            while not pool._jobs_out.getsockopt(zmq.EVENTS) & zmq.POLLOUT:
+                assert time.monotonic() < deadline, "the worker never connected"
+                time.sleep(0.01)  # noqa: ASYNC251 - on purpose: no turn of the loop
+            second = asyncio.ensure_future(pool.submit("echo", 2, timeout=10))
+            jobs = [job for m in await taker.messages(2) for job in jobs_of(m)]
+            assert [job.payload for job in jobs] == [b"1", b"2"]
+            for job in jobs:
+                taker.push.send_multipart(wp.encode_reply(job.job_id, job.payload))
+            assert [await first, await second] == [1, 2]
+            assert pool.pending == 0 and not pool._unsent
+        finally:
+            taker.close()
+
+
 def test_batch_must_be_positive() -> None:
     with pytest.raises(ValueError, match="batch must be at least 1"):
         JobPool(batch=0)

@@ -177,6 +177,7 @@ class JobPool(AsyncClosing, Breakable[JobError]):
         self._outgoing_bytes = 0
         self._flush_scheduled = False
         self._unsent: dict[bytes, asyncio.Future[Any]] = {}
+        self._sends_waiting = 0  # messages queued in pyzmq; later ones go behind them
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -401,6 +402,9 @@ class JobPool(AsyncClosing, Breakable[JobError]):
 
     def _send(self, job_ids: Sequence[bytes], frames: list[bytes]) -> None:
         """Send one message now if ZeroMQ takes it, else as soon as it does."""
+        if self._sends_waiting:  # not ahead of the messages waiting for room
+            self._send_later(job_ids, frames)
+            return
         try:
             send_frames(self._jobs_out, frames, zmq.NOBLOCK)
         except zmq.Again:
@@ -413,8 +417,10 @@ class JobPool(AsyncClosing, Breakable[JobError]):
         send: asyncio.Future[Any] = asyncio.ensure_future(self._jobs.send_multipart(frames))
         for job_id in job_ids:
             self._unsent[job_id] = send
+        self._sends_waiting += 1
 
         def sent(f: asyncio.Future[Any]) -> None:
+            self._sends_waiting -= 1
             if f.cancelled():
                 return
             if isinstance(exc := f.exception(), zmq.ZMQError):
