@@ -240,3 +240,21 @@ def test_encode_jobs_is_encode_job_for_each() -> None:
             wp.encode_jobs(bad_ids, "echo", [b"1"] * len(bad_ids))
     with pytest.raises(ProtocolError, match="invalid job name"):
         wp.encode_jobs([b"a"], "no name", [b"1"])
+
+
+@given(answers)
+def test_encode_answers_is_encode_replies_of_each_record(batch: list[wp.Reply | wp.Error]) -> None:
+    assert wp.encode_answers(batch) == wp.encode_replies(
+        [wp.encode_answer_record(a) for a in batch]
+    )
+
+
+def test_encode_answers_refuses_what_encode_answer_record_refuses() -> None:
+    with pytest.raises(ProtocolError, match="at least one answer"):
+        wp.encode_answers([])
+    with pytest.raises(ProtocolError, match="invalid job id"):
+        wp.encode_answers([wp.Reply(b"ok", "json", b"1"), wp.Reply(b"not ok", "json", b"1")])
+    with pytest.raises(ProtocolError, match="invalid encoding"):
+        wp.encode_answers([wp.Reply(b"j", "no way", b"1")])
+    with pytest.raises(ProtocolError, match="invalid error code"):
+        wp.encode_answers([wp.Error(b"j", "no way", "x")])
