@@ -548,3 +548,20 @@ def test_blocking_pool_map(workers: Workers) -> None:
     with BlockingJobPool(timeout=10) as pool:
         workers.start({"double": lambda p: p * 2}, connect=[pool.endpoint])
         assert pool.map("double", range(50)) == [2 * i for i in range(50)]
+
+
+async def test_a_map_on_a_pool_that_breaks_half_way_holds_no_jobs_back() -> None:
+    pool = JobPool(timeout=60)
+    sink = _Sink(pool.endpoint)
+    dead_ctx = zmq.Context()
+    dead = dead_ctx.socket(zmq.PUSH)
+    dead.close(0)
+    dead_ctx.term()
+    try:
+        pool._jobs_out = dead  # the first flush (16 jobs) fails and breaks the pool
+        await _fails_broken(pool.map("echo", range(40)), "sending a job failed")
+        await asyncio.sleep(0)  # a flush scheduled before the break runs now
+        assert pool._outgoing == [] and pool._outgoing_ids == [] and pool.pending == 0
+    finally:
+        await pool.close()
+        sink.close()

@@ -242,6 +242,96 @@ def test_jobs_worker_drops_bad_messages_and_serves_good_ones(
     assert worker.jobs_done == 2
 
 
+def test_a_batch_is_answered_in_one_replies_and_sooner_after_a_slow_job(
+    ctx: zmq.Context[zmq.Socket[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    push, results = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
+    for s in (push, results):
+        s.setsockopt(zmq.LINGER, 0)
+    port = push.bind_to_random_port("tcp://127.0.0.1")
+    reply_to = f"tcp://127.0.0.1:{results.bind_to_random_port('tcp://127.0.0.1')}"
+
+    def slow(p: object) -> object:
+        time.sleep(0.05)
+        return p
+
+    worker = Worker(
+        {"echo": lambda p: p, "slow": slow, "big": lambda n: "x" * n},
+        connect=[f"tcp://127.0.0.1:{port}"],
+        context=zmq.Context(),
+    )
+    thread = start(worker)
+    try:
+
+        def batch(*jobs: tuple[bytes, str, bytes]) -> None:
+            records = [wp.encode_job(j, name, payload) for j, name, payload in jobs]
+            push.send_multipart(wp.encode_requests(records, reply_to))
+
+        def answers() -> list[tuple[bytes, object]]:
+            msg = wp.parse(recv(results))
+            found = msg.answers if isinstance(msg, wp.Replies) else (msg,)
+            return [(a.job_id, wp.reply_value(a, "x", wp.WorkError)) for a in found]
+
+        batch((b"a", "echo", b"1"), (b"b", "echo", b"2"), (b"c", "echo", b"3"))
+        assert answers() == [(b"a", 1), (b"b", 2), (b"c", 3)]  # one REPLIES
+        batch((b"d", "echo", b"4"), (b"e", "slow", b"5"), (b"f", "echo", b"6"))
+        assert answers() == [(b"d", 4), (b"e", 5)]  # sent as soon as the slow job was done
+        assert answers() == [(b"f", 6)]
+        # A result too large for a batch record goes alone, as a REPLY.
+        monkeypatch.setattr(wp, "_MAX_DATA_LENGTH", 100)
+        batch((b"g", "big", b"10"), (b"h", "big", b"200"))
+        assert answers() == [(b"g", "x" * 10)]
+        assert answers() == [(b"h", "x" * 200)]
+    finally:
+        worker.stop()
+        thread.join(timeout=5)
+        push.close(0)
+        results.close(0)
+    assert not thread.is_alive()
+    assert worker.jobs_done == 8
+
+
+def test_a_function_raising_systemexit_in_a_batch_lets_the_answers_before_it_out(
+    ctx: zmq.Context[zmq.Socket[bytes]],
+) -> None:
+    push, results = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
+    for s in (push, results):
+        s.setsockopt(zmq.LINGER, 0)
+    port = push.bind_to_random_port("tcp://127.0.0.1")
+    reply_to = f"tcp://127.0.0.1:{results.bind_to_random_port('tcp://127.0.0.1')}"
+
+    def leave(p: object) -> object:
+        raise SystemExit(3)
+
+    worker = Worker(
+        {"echo": lambda p: p, "leave": leave},
+        connect=[f"tcp://127.0.0.1:{port}"],
+        context=zmq.Context(),
+    )
+    exits: list[SystemExit] = []
+
+    def run() -> None:
+        try:
+            worker.run()
+        except SystemExit as exc:
+            exits.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        records = [wp.encode_job(b"a", "echo", b"1"), wp.encode_job(b"b", "leave", b"2")]
+        push.send_multipart(wp.encode_requests(records, reply_to))
+        assert wp.parse(recv(results)) == wp.Replies((wp.Reply(b"a", "json", b"1"),))
+        thread.join(timeout=5)
+        assert not thread.is_alive()  # SystemExit ends the worker, as it always did
+        assert [e.code for e in exits] == [3]
+    finally:
+        worker.stop()
+        thread.join(timeout=5)
+        push.close(0)
+        results.close(0)
+
+
 async def test_a_function_that_raises_systemexit_does_not_wedge_a_service_worker() -> None:
     def leave(code: int) -> None:
         sys.exit(code)

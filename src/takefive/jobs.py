@@ -394,7 +394,10 @@ class JobPool(AsyncClosing, Breakable[JobError]):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if not self._outgoing or self._closed or self._broken is not None:
+        if self._closed or self._broken is not None:  # their jobs have failed already
+            self._outgoing, self._outgoing_ids, self._outgoing_bytes = [], [], 0
+            return
+        if not self._outgoing:
             return
         records, job_ids = self._outgoing, self._outgoing_ids
         self._outgoing, self._outgoing_ids, self._outgoing_bytes = [], [], 0

@@ -53,6 +53,8 @@ Function = Callable[[Any], Any]
 _MAX_POLL = 0.1
 #: Results kept per reply-to endpoint while the pool is unreachable.
 _RESULT_HWM = 10_000
+_new = tuple.__new__
+_BINARY = (bytes, bytearray, memoryview)  # a tuple: a union is built at every isinstance
 #: Messages a worker's PULL takes ahead of time: lost with it if it dies (with
 #: batches of 16, up to 320 jobs), yet enough to keep it busy between messages.
 _JOBS_RCVHWM = 20
@@ -83,12 +85,13 @@ def run_function(functions: Mapping[str, Function], request: wp.Request) -> wp.R
         return wp.Error(request.job_id, "failed", f"{type(exc).__name__}: {exc}")
     if request.encoding == "msgpack":
         encoding = "msgpack"
-    elif isinstance(result, bytes | bytearray | memoryview):
+    elif isinstance(result, _BINARY):
         encoding = "raw"
     else:
         encoding = "json"
     try:
-        return wp.Reply(request.job_id, encoding, wp.encode_payload(result, encoding))
+        # tuple.__new__: the NamedTuple without its Python-level __new__ (hot path).
+        return _new(wp.Reply, (request.job_id, encoding, wp.encode_payload(result, encoding)))
     except wp.ProtocolError as exc:
         return wp.Error(request.job_id, "failed", f"cannot encode the result: {exc}")
 
@@ -247,21 +250,28 @@ class Worker:
         After a job that took more than _SLOW_JOB seconds, the answers waiting are
         sent at once: an answer waits for at most the one job after it.
         """
-        records: list[bytes] = []
-        for request in batch.jobs:
-            started = time.monotonic()
-            answer = run_function(self.functions, request)
-            self.jobs_done += 1
-            try:
-                records.append(wp.encode_answer_record(answer))
-            except wp.ProtocolError as exc:  # e.g. a result over 4 GiB: say so instead
-                failure = wp.Error(answer.job_id, "failed", f"cannot send the result: {exc}")
-                records.append(wp.encode_answer_record(failure))
-            if time.monotonic() - started > _SLOW_JOB:
-                self._send_result(batch.reply_to, wp.encode_replies(records))
-                records = []
-        if records:
-            self._send_result(batch.reply_to, wp.encode_replies(records))
+        answers: list[wp.Reply | wp.Error] = []
+        functions, monotonic = self.functions, time.monotonic
+        try:
+            for request in batch.jobs:
+                started = monotonic()
+                answers.append(run_function(functions, request))
+                self.jobs_done += 1
+                if monotonic() - started > _SLOW_JOB:
+                    self._send_answers(batch.reply_to, answers)
+                    answers = []
+        finally:  # even when a function raised SystemExit: the answers already made go out
+            if answers:
+                self._send_answers(batch.reply_to, answers)
+
+    def _send_answers(self, reply_to: str, answers: list[wp.Reply | wp.Error]) -> None:
+        try:
+            frames = wp.encode_answers(answers)
+        except wp.ProtocolError:  # a result too large for a batch record (4 GiB): alone, then
+            for answer in answers:
+                self._send_result(reply_to, wp.encode_answer(answer))
+            return
+        self._send_result(reply_to, frames)
 
     def _serve_queued_job(self, pull: zmq.Socket[bytes]) -> bool:
         """Serve the next job already queued on ``pull``; False when there is none."""
