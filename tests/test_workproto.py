@@ -258,3 +258,33 @@ def test_encode_answers_refuses_what_encode_answer_record_refuses() -> None:
         wp.encode_answers([wp.Reply(b"j", "no way", b"1")])
     with pytest.raises(ProtocolError, match="invalid error code"):
         wp.encode_answers([wp.Error(b"j", "no way", "x")])
+
+
+def test_encode_payloads_is_encode_payload_for_each() -> None:
+    values = [{"a": 1}, [1, 2], "x", None]
+    for encoding in ("json", "msgpack"):
+        assert wp.encode_payloads(values, encoding) == [
+            wp.encode_payload(v, encoding) for v in values
+        ]
+    assert wp.encode_payloads(iter([b"a", b"b"]), "raw") == [b"a", b"b"]
+    with pytest.raises(wp.EncodingError, match="cannot encode object as JSON"):
+        wp.encode_payloads([1, object()], "json")
+
+
+def test_reply_values_decodes_and_names_only_failures() -> None:
+    named: list[bytes] = []
+
+    def describe(job_id: bytes) -> str:
+        named.append(job_id)
+        return f"job {job_id.decode()}"
+
+    good = [wp.Reply(b"a", "json", b"1"), wp.Reply(b"b", "raw", b"\x00")]
+    assert wp.reply_values(good, describe, wp.WorkError) == [1, b"\x00"]
+    assert named == []
+    bad = [*good, wp.Reply(b"c", "json", b"{"), wp.Error(b"d", "failed", "no")]
+    with pytest.raises(wp.WorkError, match="job c: the worker's reply cannot be decoded") as e:
+        wp.reply_values(bad, describe, wp.WorkError)
+    assert e.value.code == "bad-reply"
+    values = wp.reply_values(bad, describe, wp.WorkError, return_exceptions=True)
+    assert values[:2] == [1, b"\x00"]
+    assert [(v.code, v.job_id) for v in values[2:]] == [("bad-reply", b"c"), ("failed", b"d")]
