@@ -96,11 +96,20 @@ def run_function(functions: Mapping[str, Function], request: wp.Request) -> wp.R
         return wp.Error(request.job_id, "failed", f"cannot encode the result: {exc}")
 
 
+#: Result types seen, and whether their instances are awaitable (bounded).
+_AWAITABLE: dict[type, bool] = {}
+
+
 def _is_awaitable(obj: object) -> bool:
-    """``inspect.isawaitable`` without its ABC check, slow for the usual plain results."""
-    return hasattr(type(obj), "__await__") or (
-        isinstance(obj, GeneratorType) and inspect.isawaitable(obj)
-    )
+    """``inspect.isawaitable``, remembered per type: the plain results functions return
+    (dict, list, str...) are not, and asking a type again costs an AttributeError."""
+    kind = type(obj)
+    awaitable = _AWAITABLE.get(kind)
+    if awaitable is None:
+        awaitable = hasattr(kind, "__await__")
+        if len(_AWAITABLE) < 256:
+            _AWAITABLE[kind] = awaitable
+    return awaitable or (isinstance(obj, GeneratorType) and inspect.isawaitable(obj))
 
 
 async def _await(awaitable: Any) -> Any:

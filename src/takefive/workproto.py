@@ -309,8 +309,10 @@ def _check_job_id(job_id: bytes) -> bytes:
 
 def _check_job_ids(job_ids: Sequence[bytes]) -> None:
     """:func:`_check_job_id` for many ids, with one regular expression for the lot."""
-    if all(0 < len(j) <= MAX_NAME_LENGTH for j in job_ids) and _JOB_ID_RE.match(b"".join(job_ids)):
-        return
+    lengths = list(map(len, job_ids))
+    if lengths and 0 < min(lengths) and max(lengths) <= MAX_NAME_LENGTH:
+        if _JOB_ID_RE.match(b"".join(job_ids)):
+            return
     for job_id in job_ids:  # say which one
         _check_job_id(job_id)
 
