@@ -260,10 +260,17 @@ class JobPool(AsyncClosing, Breakable[JobError]):
         loop = self._ready()
         timeout = self.timeout if timeout is None else timeout
         encoding = encoding or self.encoding
-        job_id, message = self._encode(name, wp.encode_payload(payload, encoding), encoding)
+        data = wp.encode_payload(payload, encoding)
+        job_id = self._new_id()
         fut: asyncio.Future[wp.Reply | wp.Error] = loop.create_future()
-        self._pending[job_id] = fut
-        self._launch(job_id, message, loop)
+        if self.batch == 1:
+            frames = wp.encode_request(job_id, name, data, encoding, self.reply_to)
+            self._pending[job_id] = fut
+            self._send((job_id,), frames)
+        else:
+            record = wp.encode_job(job_id, name, data, encoding)
+            self._pending[job_id] = fut
+            self._queue(job_id, record, loop)
         self._deadlines.add(job_id, fut, timeout, loop)
         try:
             answer = await fut
@@ -278,7 +285,7 @@ class JobPool(AsyncClosing, Breakable[JobError]):
             self._deadlines.discard(job_id)
             self._pending.pop(job_id, None)
             self._unsent.pop(job_id, None)
-        return wp.reply_value(answer, partial(_job_text, job_id, name), JobError)
+        return wp.reply_value(answer, _job_text, JobError, job_id, name)
 
     async def map(
         self,
@@ -373,21 +380,6 @@ class JobPool(AsyncClosing, Breakable[JobError]):
         first, prefix = self._next_id, self._prefix
         self._next_id = first + count
         return [_ID_FORMAT % (prefix, n) for n in range(first, first + count)]
-
-    def _encode(self, name: str, data: bytes, encoding: str) -> tuple[bytes, bytes | list[bytes]]:
-        """A new job id, and the job as a batch record, or as a REQUEST when not batching."""
-        job_id = self._new_id()
-        if self.batch == 1:
-            return job_id, wp.encode_request(job_id, name, data, encoding, self.reply_to)
-        return job_id, wp.encode_job(job_id, name, data, encoding)
-
-    def _launch(
-        self, job_id: bytes, message: bytes | list[bytes], loop: asyncio.AbstractEventLoop
-    ) -> None:
-        if isinstance(message, bytes):
-            self._queue(job_id, message, loop)
-        else:
-            self._send((job_id,), message)
 
     # ------------------------------------------------------------------ sending
 

@@ -92,6 +92,10 @@ class WorkerStatus:
     job_id: bytes | None  # the call it is running, None when ready
 
 
+def _call_text(job_id: bytes, service: str) -> str:
+    return f"call {job_id.decode()} to {service!r}"
+
+
 @dataclass(eq=False, slots=True)
 class _Call:
     seq: int
@@ -241,9 +245,7 @@ class Dispatcher(AsyncClosing, Breakable[ServiceError]):
             timer.cancel()
             if not call.future.done():
                 call.future.cancel()
-        return wp.reply_value(
-            answer, lambda: f"call {job_id.decode()} to {service!r}", ServiceError
-        )
+        return wp.reply_value(answer, _call_text, ServiceError, job_id, service)
 
     @property
     def queued(self) -> int:

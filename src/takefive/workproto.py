@@ -31,7 +31,6 @@ import re
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Final, NamedTuple
 
 import orjson
@@ -620,17 +619,20 @@ def parse(frames: Sequence[bytes]) -> WorkMessage:
 
 
 def reply_value(
-    answer: Reply | Error, what: str | Callable[[], str], error: type[WorkError]
+    answer: Reply | Error,
+    what: str | Callable[..., str],
+    error: type[WorkError],
+    *what_args: Any,
 ) -> Any:
     """What a caller makes of a worker's answer: the decoded ``REPLY`` payload.
 
     An ``ERROR`` raises ``error`` with the worker's code and message; a ``REPLY``
     whose payload does not decode raises it with code ``bad-reply``. ``what``
-    names the call in the message (``"job 3f9a11c2-1a (thumbnail)"``); a function
-    returning it spares building the text on the way to a result.
+    names the call in the message (``"job 3f9a11c2-1a (thumbnail)"``), or is a
+    function making that name of ``what_args``, called only for an error.
     """
     if isinstance(answer, Error):
-        what = what if isinstance(what, str) else what()
+        what = what if isinstance(what, str) else what(*what_args)
         raise error(
             f"{what} failed on the worker [{answer.code}]: {answer.message}",
             code=answer.code,
@@ -639,7 +641,7 @@ def reply_value(
     try:
         return decode_payload(answer.payload, answer.encoding)
     except ProtocolError as exc:
-        what = what if isinstance(what, str) else what()
+        what = what if isinstance(what, str) else what(*what_args)
         raise error(
             f"{what}: the worker's reply cannot be decoded: {exc}",
             code="bad-reply",
@@ -667,7 +669,7 @@ def reply_values(
             except ProtocolError:
                 pass  # reply_value says it
         try:
-            values.append(reply_value(answer, partial(describe, answer.job_id), error))
+            values.append(reply_value(answer, describe, error, answer.job_id))
         except WorkError as exc:
             if not return_exceptions:
                 raise
