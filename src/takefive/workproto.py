@@ -495,61 +495,65 @@ def _expect(frames: Sequence[bytes], count: int, kind: str) -> None:
 _new = tuple.__new__
 
 
-def _parse_jobs(body: bytes, reply_to: str) -> tuple[Request, ...]:
+def _records(
+    body: bytes, head: struct.Struct, skip: int, kind: str, noun: str
+) -> list[tuple[tuple[Any, ...], int, int]]:
+    """Split the body of a ``kind`` message into its records.
+
+    Each record is ``head``, whose fields after the first ``skip`` are the lengths
+    of the fields that follow it (the job id's first). Returns ``(head fields, where
+    the fields start, where the record ends)`` for each; a body that is empty, cut
+    short or running past its end, or an empty job id, raises :class:`ProtocolError`.
+    """
     end = len(body)
     if not end:
-        raise ProtocolError("REQUESTS carries no job")
-    jobs: list[Request] = []
-    ids: list[bytes] = []
-    unpack, head, names = _JOB_HEAD.unpack_from, _JOB_HEAD.size, _NAMES_IN
+        raise ProtocolError(f"{kind} carries no {noun}")
+    unpack, size = head.unpack_from, head.size
+    records = []
     pos = 0
     while pos < end:
-        if end - pos < head:
-            raise ProtocolError(f"REQUESTS: truncated job record at byte {pos}")
-        id_len, name_len, enc_len, data_len = unpack(body, pos)
-        if not id_len:
-            raise ProtocolError(f"REQUESTS: an empty job id at byte {pos}")
-        at_id = pos + head
+        if end - pos < size:
+            raise ProtocolError(f"{kind}: truncated {noun} record at byte {pos}")
+        fields = unpack(body, pos)
+        lengths = fields[skip:]
+        if not lengths[0]:
+            raise ProtocolError(f"{kind}: an empty job id at byte {pos}")
+        start = pos + size
+        stop = start + sum(lengths)
+        if stop > end:
+            raise ProtocolError(f"{kind}: a {noun} record runs past the end ({stop} > {end})")
+        records.append((fields, start, stop))
+        pos = stop
+    return records
+
+
+def _parse_jobs(body: bytes, reply_to: str) -> tuple[Request, ...]:
+    jobs: list[Request] = []
+    names = _NAMES_IN
+    for (id_len, name_len, enc_len, _), at_id, stop in _records(
+        body, _JOB_HEAD, 0, "REQUESTS", "job"
+    ):
         at_name = at_id + id_len
         at_enc = at_name + name_len
         at_data = at_enc + enc_len
-        stop = at_data + data_len
-        if stop > end:
-            raise ProtocolError(f"REQUESTS: a job record runs past the end ({stop} > {end})")
         raw = body[at_name:at_enc]
         name = names.get(raw) or _name(raw, "job name")
         raw = body[at_enc:at_data]
         encoding = names.get(raw) or _name(raw, "encoding")
-        job_id = body[at_id:at_name]
-        ids.append(job_id)
-        jobs.append(_new(Request, (job_id, name, encoding, body[at_data:stop], reply_to)))
-        pos = stop
-    _check_parsed_ids(ids)
+        job = (body[at_id:at_name], name, encoding, body[at_data:stop], reply_to)
+        jobs.append(_new(Request, job))
+    _check_parsed_ids([job.job_id for job in jobs])
     return tuple(jobs)
 
 
 def _parse_answers(body: bytes) -> tuple[Reply | Error, ...]:
-    end = len(body)
-    if not end:
-        raise ProtocolError("REPLIES carries no answer")
     answers: list[Reply | Error] = []
-    ids: list[bytes] = []
-    unpack, head, names = _ANSWER_HEAD.unpack_from, _ANSWER_HEAD.size, _NAMES_IN
-    pos = 0
-    while pos < end:
-        if end - pos < head:
-            raise ProtocolError(f"REPLIES: truncated answer record at byte {pos}")
-        kind, id_len, tag_len, data_len = unpack(body, pos)
-        if not id_len:
-            raise ProtocolError(f"REPLIES: an empty job id at byte {pos}")
-        at_id = pos + head
+    names = _NAMES_IN
+    records = _records(body, _ANSWER_HEAD, 1, "REPLIES", "answer")
+    for (kind, id_len, tag_len, _), at_id, stop in records:
         at_tag = at_id + id_len
         at_data = at_tag + tag_len
-        stop = at_data + data_len
-        if stop > end:
-            raise ProtocolError(f"REPLIES: an answer record runs past the end ({stop} > {end})")
         job_id = body[at_id:at_tag]
-        ids.append(job_id)
         raw = body[at_tag:at_data]
         if kind == b"R":
             encoding = names.get(raw) or _name(raw, "encoding")
@@ -560,8 +564,7 @@ def _parse_answers(body: bytes) -> tuple[Reply | Error, ...]:
             answers.append(_new(Error, (job_id, code, message)))
         else:
             raise ProtocolError(f"REPLIES: unknown answer kind {kind!r}")
-        pos = stop
-    _check_parsed_ids(ids)
+    _check_parsed_ids([answer.job_id for answer in answers])
     return tuple(answers)
 
 
