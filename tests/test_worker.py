@@ -97,6 +97,29 @@ def ctx() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
     c.term()
 
 
+class FakePool:
+    """What a job pool binds: a PUSH for jobs and a PULL for results, on free ports."""
+
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]]) -> None:
+        self.push, self.results = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
+        for sock in (self.push, self.results):
+            sock.setsockopt(zmq.LINGER, 0)
+        self.endpoint = f"tcp://127.0.0.1:{self.push.bind_to_random_port('tcp://127.0.0.1')}"
+        port = self.results.bind_to_random_port("tcp://127.0.0.1")
+        self.reply_to = f"tcp://127.0.0.1:{port}"
+
+    def close(self) -> None:
+        self.push.close(0)
+        self.results.close(0)
+
+
+@pytest.fixture
+def pool(ctx: zmq.Context[zmq.Socket[bytes]]) -> Iterator[FakePool]:
+    fake = FakePool(ctx)
+    yield fake
+    fake.close()
+
+
 def start(worker: Worker) -> threading.Thread:
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
@@ -214,50 +237,32 @@ async def test_graceful_stop_finishes_the_job_and_says_disconnect() -> None:
             await asyncio.sleep(0.01)
 
 
-def test_jobs_worker_drops_bad_messages_and_serves_good_ones(
-    ctx: zmq.Context[zmq.Socket[bytes]],
-) -> None:
-    push, results = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
-    for s in (push, results):
-        s.setsockopt(zmq.LINGER, 0)
-    port = push.bind_to_random_port("tcp://127.0.0.1")
-    rport = results.bind_to_random_port("tcp://127.0.0.1")
-    worker = Worker(
-        {"echo": lambda p: p}, connect=[f"tcp://127.0.0.1:{port}"], context=zmq.Context()
-    )
+def test_jobs_worker_drops_bad_messages_and_serves_good_ones(pool: FakePool) -> None:
+    worker = Worker({"echo": lambda p: p}, connect=[pool.endpoint], context=zmq.Context())
     thread = start(worker)
     try:
-        push.send_multipart([b"junk"])
-        push.send_multipart(wp.encode_heartbeat())
-        push.send_multipart(wp.encode_request(b"j", "echo", b"7", reply_to=""))  # no reply-to
-        reply_to = f"tcp://127.0.0.1:{rport}"
-        push.send_multipart(wp.encode_request(b"j2", "echo", b"8", reply_to=reply_to))
-        assert wp.parse(recv(results)) == wp.Reply(b"j2", "json", b"8")
+        pool.push.send_multipart([b"junk"])
+        pool.push.send_multipart(wp.encode_heartbeat())
+        pool.push.send_multipart(wp.encode_request(b"j", "echo", b"7", reply_to=""))  # none
+        pool.push.send_multipart(wp.encode_request(b"j2", "echo", b"8", reply_to=pool.reply_to))
+        assert wp.parse(recv(pool.results)) == wp.Reply(b"j2", "json", b"8")
     finally:
         worker.stop()
         thread.join(timeout=5)
-        push.close(0)
-        results.close(0)
     assert not thread.is_alive()
     assert worker.jobs_done == 2
 
 
 def test_a_batch_is_answered_in_one_replies_and_sooner_after_a_slow_job(
-    ctx: zmq.Context[zmq.Socket[bytes]], monkeypatch: pytest.MonkeyPatch
+    pool: FakePool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    push, results = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
-    for s in (push, results):
-        s.setsockopt(zmq.LINGER, 0)
-    port = push.bind_to_random_port("tcp://127.0.0.1")
-    reply_to = f"tcp://127.0.0.1:{results.bind_to_random_port('tcp://127.0.0.1')}"
-
     def slow(p: object) -> object:
         time.sleep(0.05)
         return p
 
     worker = Worker(
         {"echo": lambda p: p, "slow": slow, "big": lambda n: "x" * n},
-        connect=[f"tcp://127.0.0.1:{port}"],
+        connect=[pool.endpoint],
         context=zmq.Context(),
     )
     thread = start(worker)
@@ -265,10 +270,10 @@ def test_a_batch_is_answered_in_one_replies_and_sooner_after_a_slow_job(
 
         def batch(*jobs: tuple[bytes, str, bytes]) -> None:
             records = [wp.encode_job(j, name, payload) for j, name, payload in jobs]
-            push.send_multipart(wp.encode_requests(records, reply_to))
+            pool.push.send_multipart(wp.encode_requests(records, pool.reply_to))
 
         def answers() -> list[tuple[bytes, object]]:
-            msg = wp.parse(recv(results))
+            msg = wp.parse(recv(pool.results))
             found = msg.answers if isinstance(msg, wp.Replies) else (msg,)
             return [(a.job_id, wp.reply_value(a, "x", wp.WorkError)) for a in found]
 
@@ -285,27 +290,19 @@ def test_a_batch_is_answered_in_one_replies_and_sooner_after_a_slow_job(
     finally:
         worker.stop()
         thread.join(timeout=5)
-        push.close(0)
-        results.close(0)
     assert not thread.is_alive()
     assert worker.jobs_done == 8
 
 
 def test_a_function_raising_systemexit_in_a_batch_lets_the_answers_before_it_out(
-    ctx: zmq.Context[zmq.Socket[bytes]],
+    pool: FakePool,
 ) -> None:
-    push, results = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
-    for s in (push, results):
-        s.setsockopt(zmq.LINGER, 0)
-    port = push.bind_to_random_port("tcp://127.0.0.1")
-    reply_to = f"tcp://127.0.0.1:{results.bind_to_random_port('tcp://127.0.0.1')}"
-
     def leave(p: object) -> object:
         raise SystemExit(3)
 
     worker = Worker(
         {"echo": lambda p: p, "leave": leave},
-        connect=[f"tcp://127.0.0.1:{port}"],
+        connect=[pool.endpoint],
         context=zmq.Context(),
     )
     exits: list[SystemExit] = []
@@ -320,16 +317,14 @@ def test_a_function_raising_systemexit_in_a_batch_lets_the_answers_before_it_out
     thread.start()
     try:
         records = [wp.encode_job(b"a", "echo", b"1"), wp.encode_job(b"b", "leave", b"2")]
-        push.send_multipart(wp.encode_requests(records, reply_to))
-        assert wp.parse(recv(results)) == wp.Replies((wp.Reply(b"a", "json", b"1"),))
+        pool.push.send_multipart(wp.encode_requests(records, pool.reply_to))
+        assert wp.parse(recv(pool.results)) == wp.Replies((wp.Reply(b"a", "json", b"1"),))
         thread.join(timeout=5)
         assert not thread.is_alive()  # SystemExit ends the worker, as it always did
         assert [e.code for e in exits] == [3]
     finally:
         worker.stop()
         thread.join(timeout=5)
-        push.close(0)
-        results.close(0)
 
 
 async def test_a_function_that_raises_systemexit_does_not_wedge_a_service_worker() -> None:
