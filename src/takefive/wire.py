@@ -219,33 +219,31 @@ _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 
 
+# The head of a request in the common case: "SENDER ID PATH LEN:" (sender and path
+# without spaces, ids and lengths in plain digits, as _parse_request checks them).
+_COMMON_HEAD = re.compile(rb"([^ ]+) ([0-9]+) ([^ ]+) ([0-9]{1,%d}):" % _MAX_PREFIX_DIGITS)
+_NETSTRING_LEN = re.compile(rb"([0-9]{1,%d}):" % _MAX_PREFIX_DIGITS)
+
+
 def _parse_common(data: bytes) -> Message | None:
     """The common case in one pass: a known sender, JSON headers whose values are all
     strings. Returns ``None`` for anything else, and :func:`_parse_request` then
     decides (and says what is wrong)."""
-    sp1 = data.find(b" ")
-    sp2 = data.find(b" ", sp1 + 1)
-    sp3 = data.find(b" ", sp2 + 1)
-    if sp1 <= 0 or sp2 <= sp1 or sp3 <= sp2 + 1:
+    match = _COMMON_HEAD.match(data)
+    if match is None:
         return None
-    sender = _senders.get(data[:sp1])
-    conn_id = data[sp1 + 1 : sp2]
-    start = sp3 + 1
-    colon = data.find(b":", start, start + _MAX_PREFIX_DIGITS + 1)
-    digits = data[start:colon]
-    if sender is None or not conn_id.isdigit() or colon < 0 or not digits.isdigit():
-        return None
-    head = colon + 1
+    raw_sender, conn_id, path, digits = match.groups()
+    sender = _senders.get(raw_sender)
+    head = match.end()
     end = head + int(digits)
-    if data[end : end + 1] != b",":
+    if sender is None or data[end : end + 1] != b",":
         return None
     # The body: "0:," (no body) or "LEN:BODY,", ending the frame.
-    start = end + 1
-    colon = data.find(b":", start, start + _MAX_PREFIX_DIGITS + 1)
-    digits = data[start:colon]
-    if colon < 0 or not digits.isdigit():
+    match = _NETSTRING_LEN.match(data, end + 1)
+    if match is None:
         return None
-    body_end = colon + 1 + int(digits)
+    body_start = match.end()
+    body_end = body_start + int(match.group(1))
     if body_end + 1 != len(data) or data[body_end] != 44:  # b","
         return None
     raw = data[head:end]
@@ -271,9 +269,9 @@ def _parse_common(data: bytes) -> Message | None:
         (
             sender,
             conn_id.decode("ascii"),
-            data[sp2 + 1 : sp3].decode("utf-8", "surrogateescape"),
+            path.decode("utf-8", "surrogateescape"),
             headers,
-            data[colon + 1 : body_end],
+            data[body_start:body_end],
         ),
     )
 
