@@ -317,7 +317,8 @@ def _check_job_ids(job_ids: Sequence[bytes]) -> None:
 
 
 def _check_parsed_ids(job_ids: list[bytes]) -> None:
-    """The ids of a parsed batch (1-255 bytes long by construction): printable ASCII?"""
+    """:func:`_check_job_ids` for the ids of a parsed batch, 1-255 bytes long by
+    construction: only the characters are left to check (a hot path)."""
     if not _JOB_ID_RE.match(b"".join(job_ids)):
         for job_id in job_ids:  # say which one
             _check_job_id(job_id)
@@ -417,20 +418,12 @@ def encode_requests(records: Sequence[bytes], reply_to: str) -> list[bytes]:
 
 def encode_answer_record(answer: Reply | Error) -> bytes:
     """One answer record for the body of a ``REPLIES`` message."""
-    jid = _check_job_id(answer.job_id)
-    if isinstance(answer, Reply):
-        kind, tag, data = b"R", check_name(answer.encoding, "encoding"), answer.payload
-    else:
-        kind, tag = b"E", check_name(answer.code, "error code")
-        data = answer.message.encode("utf-8", "replace")
-    if len(data) > _MAX_DATA_LENGTH:
-        raise ProtocolError(f"a payload in a batch is at most {_MAX_DATA_LENGTH} bytes")
-    return b"".join((_ANSWER_HEAD.pack(kind, len(jid), len(tag), len(data)), jid, tag, data))
+    return encode_answers([answer])[2]
 
 
 def encode_answers(answers: Sequence[Reply | Error]) -> list[bytes]:
-    """A ``REPLIES`` message carrying ``answers``: :func:`encode_answer_record` for each,
-    with the job ids checked at once."""
+    """A ``REPLIES`` message carrying ``answers`` (the one place answer records are
+    made; the job ids are checked at once)."""
     if not answers:
         raise ProtocolError("REPLIES must carry at least one answer")
     _check_job_ids([answer.job_id for answer in answers])
