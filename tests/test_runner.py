@@ -373,3 +373,49 @@ def test_endpoints_pair_up() -> None:
     assert endpoints_from(["a", "b"], ["c", "d"]) == [Endpoint("a", "c"), Endpoint("b", "d")]
     with pytest.raises(ValueError, match="pairs"):
         endpoints_from(["a", "b"], ["c"])
+
+
+async def test_requests_start_eagerly_as_tasks() -> None:
+    """A request's task runs at once, as the current task, in a context of its own;
+    one that never waits is done before the reader goes on (on 3.11 as on 3.12)."""
+    import contextvars
+
+    from takefive.runner import _start_task
+
+    var: contextvars.ContextVar[int] = contextvars.ContextVar("var", default=0)
+    seen: list[tuple[str, object]] = []
+
+    async def quick(i: int) -> None:
+        seen.append(("quick", asyncio.current_task() is not None))
+        var.set(i)
+
+    async def waits() -> int:
+        await asyncio.sleep(0)
+        seen.append(("waits", asyncio.current_task() is not None))
+        return 7
+
+    loop = asyncio.get_running_loop()
+    started: asyncio.Future[asyncio.Task[None]] = loop.create_future()
+
+    def reader_callback() -> None:  # like the runner's reader: outside any task
+        task = _start_task(loop, quick(1))
+        seen.append(("done", task.done()))
+        seen.append(("leaked", var.get()))
+        slow = _start_task(loop, waits())  # type: ignore[arg-type]
+        seen.append(("waiting", slow.done()))
+        started.set_result(slow)
+
+    loop.call_soon(reader_callback)
+    slow = await started
+    assert await slow == 7  # type: ignore[comparison-overlap]
+    # Inside a task (the runner's drain at shutdown): eager on 3.12, scheduled on 3.11.
+    await _start_task(loop, quick(2))
+    assert var.get() == 0
+    assert seen == [
+        ("quick", True),
+        ("done", True),
+        ("leaked", 0),
+        ("waiting", False),
+        ("waits", True),
+        ("quick", True),
+    ]

@@ -371,13 +371,43 @@ if sys.version_info >= (3, 12):
         return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
 
 else:
+    # Python 3.11 has no eager tasks, and running the first step outside a task would
+    # break asyncio.timeout(), TaskGroup and current_task() in handlers. So the task is
+    # made as usual, but the first step that Task() hands to loop.call_soon is taken
+    # back and run at once, in the task's context (the C step itself makes the task
+    # current while it runs). This is what 3.12's eager_start does; it saves a loop
+    # handle, a turn of the loop and a done callback for every request that does not
+    # wait. Anything unexpected falls back to the plain, scheduled task.
+    _captured: list[tuple[Any, Any]] = []
+
+    def _capture(callback: Any, *args: Any, context: Any = None) -> None:
+        _captured.append((callback, context))
+
+    _current_task = asyncio.current_task
 
     def _start_task(
         loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
     ) -> asyncio.Task[None]:
-        # Python 3.11 has no eager tasks; running the first step outside a task would
-        # break asyncio.timeout(), TaskGroup and current_task() in handlers.
-        return loop.create_task(coro)
+        """Run ``coro`` as a task, eagerly when called outside any task."""
+        if _current_task(loop) is not None:  # a step cannot run inside another task
+            return loop.create_task(coro)
+        try:
+            loop.call_soon = _capture  # type: ignore[method-assign,assignment]
+        except AttributeError:  # a loop without an instance __dict__
+            return loop.create_task(coro)
+        try:
+            task = asyncio.Task(coro, loop=loop)
+        finally:
+            del loop.call_soon
+        captured = _captured[:]
+        _captured.clear()
+        if len(captured) == 1:
+            callback, context = captured[0]
+            context.run(callback)
+        else:  # not what Task() does on 3.11: schedule what it asked for, as asked
+            for callback, context in captured:
+                loop.call_soon(callback, context=context)
+        return task
 
 
 # ---------------------------------------------------------------------- running
