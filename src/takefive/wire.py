@@ -16,19 +16,28 @@ id list ``X ID`` and a tnetstring ``["ctl", {...}]`` body.
 
 Everything here raises :class:`ProtocolError` on malformed input, and checks every
 length prefix against the bytes actually present before slicing anything.
+
+The hot path (decoding a common request, encoding a reply to one connection) has an
+optional C version in ``takefive._speedups``, built when takefive is installed with a
+C compiler at hand. The Python code here is the reference and decides everything the
+C code does not handle; :data:`C_SPEEDUPS` says whether the C version is in use, and
+``TAKEFIVE_NO_EXTENSIONS=1`` in the environment turns it off.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from types import ModuleType
 from typing import Any, NamedTuple
 
 import orjson
 import tnetstring
 
 __all__ = [
+    "C_SPEEDUPS",
     "DISCONNECT_BODY",
     "MAX_IDS_PER_MESSAGE",
     "HeaderValue",
@@ -54,6 +63,16 @@ DISCONNECT_BODY = b'{"type":"disconnect"}'
 _MAX_PREFIX_DIGITS = 10
 _UUID_RE = re.compile(rb"[A-Za-z0-9-]+\Z")
 _ID_RE = re.compile(rb"[0-9]+\Z")
+
+_speedups: ModuleType | None = None
+if not os.environ.get("TAKEFIVE_NO_EXTENSIONS"):
+    try:
+        from takefive import _speedups
+    except ImportError:  # installed without a C compiler: the Python code does it all
+        pass
+
+#: Whether the C versions of the hot path (``takefive._speedups``) are in use.
+C_SPEEDUPS = _speedups is not None
 
 HeaderValue = str | list[str]
 Headers = dict[str, HeaderValue]
@@ -200,6 +219,10 @@ def _sender_text(raw: bytes) -> str:
 def parse_request(data: bytes) -> Message:
     """Decode one front end -> handler message."""
     if type(data) is bytes:
+        if _c_parse_common is not None:
+            message = _c_parse_common(data, _senders, _known_headers, Message)
+            if message is not None:
+                return message
         message = _parse_common(data)
         if message is not None:
             return message
@@ -215,6 +238,9 @@ _KNOWN_HEADERS_MAX = 256
 _KNOWN_HEADERS_MAX_BYTES = 2048
 
 _new_message = tuple.__new__
+_c_parse_common: (
+    Callable[[bytes, dict[bytes, str], dict[bytes, Headers], type[Message]], Message | None] | None
+) = _speedups.parse_common if _speedups is not None else None
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 
@@ -402,6 +428,11 @@ def _id_bytes(conn_id: str | int) -> bytes:
     return raw
 
 
+_c_encode_reply: Callable[[bytes, object, bytes], bytes | None] | None = (
+    _speedups.encode_reply if _speedups is not None else None
+)
+
+
 def encode_response(
     sender: str | bytes, conn_ids: str | int | Iterable[str | int], data: bytes
 ) -> list[bytes]:
@@ -410,6 +441,10 @@ def encode_response(
     Returns one message per :data:`MAX_IDS_PER_MESSAGE` ids (an empty list for no ids).
     """
     uuid = _sender_bytes(sender)
+    if _c_encode_reply is not None:
+        message = _c_encode_reply(uuid, conn_ids, data)
+        if message is not None:
+            return [message]
     if type(conn_ids) is str and conn_ids.isdigit() and conn_ids.isascii():
         # The hot path: one reply to the connection that asked.
         return [b"%b %d:%b, %b" % (uuid, len(conn_ids), conn_ids.encode(), data)]

@@ -1,0 +1,246 @@
+/*
+ * takefive._speedups: optional C versions of the Mongrel2 wire hot path.
+ *
+ * Each function here is a faster copy of a pure-Python function in takefive/wire.py,
+ * which stays the reference: the Python code is used whenever this module is not
+ * built (no C compiler) or TAKEFIVE_NO_EXTENSIONS is set, and the tests check that
+ * both give the same answer for the same input, byte for byte.
+ *
+ * Nothing here decides what is valid. Each function handles only the common, well
+ * formed case and returns None for anything else; the Python code then decides
+ * (and words the ProtocolError). Every length is checked against the bytes present
+ * before anything is read.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+/* A length prefix never has more digits than this (10 digits > 4 GiB), as in wire.py. */
+#define MAX_PREFIX_DIGITS 10
+
+static int
+is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/*
+ * Reads 1 to MAX_PREFIX_DIGITS digits at data[*pos] followed by ':'.
+ * On success stores the number, moves *pos past the colon and returns 1; else 0.
+ */
+static int
+read_prefix(const unsigned char *data, Py_ssize_t size, Py_ssize_t *pos, long long *value)
+{
+    Py_ssize_t i = *pos;
+    long long n = 0;
+    int digits = 0;
+    while (i < size && is_digit(data[i])) {
+        if (++digits > MAX_PREFIX_DIGITS)
+            return 0;
+        n = n * 10 + (data[i] - '0');
+        i++;
+    }
+    if (digits == 0 || i >= size || data[i] != ':')
+        return 0;
+    *pos = i + 1;
+    *value = n;
+    return 1;
+}
+
+/* The first space at or after start, or -1. */
+static Py_ssize_t
+find_space(const unsigned char *data, Py_ssize_t start, Py_ssize_t size)
+{
+    if (start >= size)
+        return -1;
+    const unsigned char *hit = memchr(data + start, ' ', (size_t)(size - start));
+    return hit == NULL ? -1 : (Py_ssize_t)(hit - data);
+}
+
+PyDoc_STRVAR(parse_common_doc,
+"parse_common(data, senders, known_headers, message_type) -> message or None\n\n"
+"wire._parse_common for a front end and a header block seen before: the sender's\n"
+"raw bytes must be a key of ``senders`` (raw -> str) and the header block's bytes a\n"
+"key of ``known_headers`` (raw -> dict, copied for the message). Returns None for\n"
+"anything else, and the Python code decides.");
+
+static PyObject *
+parse_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "parse_common takes 4 arguments");
+        return NULL;
+    }
+    PyObject *frame = args[0], *senders = args[1], *known = args[2], *message_type = args[3];
+    if (!PyBytes_CheckExact(frame) || !PyDict_CheckExact(senders) ||
+        !PyDict_CheckExact(known) || !PyType_Check(message_type) ||
+        !PyType_IsSubtype((PyTypeObject *)message_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "parse_common(bytes, dict, dict, a tuple subclass)");
+        return NULL;
+    }
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(frame);
+    Py_ssize_t size = PyBytes_GET_SIZE(frame);
+
+    /* "SENDER ID PATH LEN:" with no empty part; ID all digits. */
+    Py_ssize_t sp1 = find_space(data, 0, size);
+    if (sp1 <= 0)
+        Py_RETURN_NONE;
+    Py_ssize_t sp2 = find_space(data, sp1 + 1, size);
+    if (sp2 < 0 || sp2 == sp1 + 1)
+        Py_RETURN_NONE;
+    for (Py_ssize_t i = sp1 + 1; i < sp2; i++) {
+        if (!is_digit(data[i]))
+            Py_RETURN_NONE;
+    }
+    Py_ssize_t sp3 = find_space(data, sp2 + 1, size);
+    if (sp3 < 0 || sp3 == sp2 + 1)
+        Py_RETURN_NONE;
+    Py_ssize_t head = sp3 + 1;
+    long long head_len;
+    if (!read_prefix(data, size, &head, &head_len))
+        Py_RETURN_NONE;
+    /* The header block and its ',' must be there: head + head_len < size. */
+    if (head_len >= size - head || data[head + head_len] != ',')
+        Py_RETURN_NONE;
+    Py_ssize_t head_end = head + (Py_ssize_t)head_len;
+
+    /* The body: "LEN:BODY," ending the frame exactly. */
+    Py_ssize_t body = head_end + 1;
+    long long body_len;
+    if (!read_prefix(data, size, &body, &body_len))
+        Py_RETURN_NONE;
+    if (body_len != (long long)(size - body - 1) || data[size - 1] != ',')
+        Py_RETURN_NONE;
+
+    /* Known sender, known header block: else the Python code (which learns them). */
+    PyObject *raw = PyBytes_FromStringAndSize((const char *)data, sp1);
+    if (raw == NULL)
+        return NULL;
+    PyObject *sender = PyDict_GetItemWithError(senders, raw); /* borrowed */
+    Py_DECREF(raw);
+    if (sender == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    raw = PyBytes_FromStringAndSize((const char *)data + head, head_end - head);
+    if (raw == NULL)
+        return NULL;
+    PyObject *template = PyDict_GetItemWithError(known, raw); /* borrowed */
+    Py_DECREF(raw);
+    if (template == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    if (!PyDict_CheckExact(template))
+        Py_RETURN_NONE;
+    Py_INCREF(sender);  /* held across the calls below, which may run Python code */
+    Py_INCREF(template);
+
+    PyObject *conn_id = NULL, *path = NULL, *headers = NULL, *payload = NULL, *message = NULL;
+    conn_id = PyUnicode_DecodeASCII((const char *)data + sp1 + 1, sp2 - sp1 - 1, "strict");
+    if (conn_id == NULL)
+        goto done;
+    path = PyUnicode_DecodeUTF8((const char *)data + sp2 + 1, sp3 - sp2 - 1, "surrogateescape");
+    if (path == NULL)
+        goto done;
+    headers = PyDict_Copy(template); /* each message owns its dict */
+    Py_CLEAR(template);
+    if (headers == NULL)
+        goto done;
+    payload = PyBytes_FromStringAndSize((const char *)data + body, (Py_ssize_t)body_len);
+    if (payload == NULL)
+        goto done;
+    message = ((PyTypeObject *)message_type)->tp_alloc((PyTypeObject *)message_type, 5);
+    if (message == NULL)
+        goto done;
+    /* The tuple takes over the references. */
+    PyTuple_SET_ITEM(message, 0, sender);
+    PyTuple_SET_ITEM(message, 1, conn_id);
+    PyTuple_SET_ITEM(message, 2, path);
+    PyTuple_SET_ITEM(message, 3, headers);
+    PyTuple_SET_ITEM(message, 4, payload);
+    return message;
+
+done:
+    Py_DECREF(sender);
+    Py_XDECREF(template);
+    Py_XDECREF(conn_id);
+    Py_XDECREF(path);
+    Py_XDECREF(headers);
+    Py_XDECREF(payload);
+    return NULL;
+}
+
+PyDoc_STRVAR(encode_reply_doc,
+"encode_reply(uuid, conn_id, data) -> bytes or None\n\n"
+"b'%b %d:%b, %b' % (uuid, len(conn_id), conn_id, data) for one connection id that\n"
+"is a non-empty str of ASCII digits (the fast path of wire.encode_response);\n"
+"None for anything else. ``uuid`` is the sender's checked bytes.");
+
+static PyObject *
+encode_reply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "encode_reply takes 3 arguments");
+        return NULL;
+    }
+    PyObject *uuid = args[0], *conn_id = args[1], *data = args[2];
+    if (!PyBytes_CheckExact(uuid) || !PyBytes_CheckExact(data) ||
+        !PyUnicode_CheckExact(conn_id) || !PyUnicode_IS_ASCII(conn_id))
+        Py_RETURN_NONE;
+    Py_ssize_t id_len = PyUnicode_GET_LENGTH(conn_id);
+    const char *id = (const char *)PyUnicode_1BYTE_DATA(conn_id);
+    if (id_len == 0 || id_len > 64)
+        Py_RETURN_NONE;
+    for (Py_ssize_t i = 0; i < id_len; i++) {
+        if (!is_digit((unsigned char)id[i]))
+            Py_RETURN_NONE;
+    }
+    char digits[24];
+    int n_digits = snprintf(digits, sizeof digits, "%zd", id_len);
+    Py_ssize_t uuid_len = PyBytes_GET_SIZE(uuid), data_len = PyBytes_GET_SIZE(data);
+    /* uuid SP LEN ':' ID ',' SP DATA */
+    Py_ssize_t fixed = uuid_len + 1 + n_digits + 1 + id_len + 2;
+    if (data_len > PY_SSIZE_T_MAX - fixed)
+        return PyErr_NoMemory();
+    PyObject *out = PyBytes_FromStringAndSize(NULL, fixed + data_len);
+    if (out == NULL)
+        return NULL;
+    char *p = PyBytes_AS_STRING(out);
+    memcpy(p, PyBytes_AS_STRING(uuid), (size_t)uuid_len);
+    p += uuid_len;
+    *p++ = ' ';
+    memcpy(p, digits, (size_t)n_digits);
+    p += n_digits;
+    *p++ = ':';
+    memcpy(p, id, (size_t)id_len);
+    p += id_len;
+    *p++ = ',';
+    *p++ = ' ';
+    memcpy(p, PyBytes_AS_STRING(data), (size_t)data_len);
+    return out;
+}
+
+static PyMethodDef speedups_methods[] = {
+    {"parse_common", (PyCFunction)(void (*)(void))parse_common, METH_FASTCALL, parse_common_doc},
+    {"encode_reply", (PyCFunction)(void (*)(void))encode_reply, METH_FASTCALL, encode_reply_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT,
+    "takefive._speedups",
+    "Optional C versions of takefive.wire's hot path (see wire.py for the reference).",
+    0,
+    speedups_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    return PyModule_Create(&speedups_module);
+}

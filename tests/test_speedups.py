@@ -1,0 +1,235 @@
+"""The optional C extension takefive._speedups against its reference, takefive.wire.
+
+Every C function must give exactly what the Python code gives for the same input
+(or None, leaving the decision to the Python code). Under CI the extension must be
+built: a missing one fails there instead of quietly testing only the Python code.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from takefive import wire
+from takefive.wire import Message, encode_request, parse_request
+
+try:
+    from takefive import _speedups
+except ImportError:  # pragma: no cover - a machine without a C compiler
+    if os.environ.get("CI"):
+        raise
+    pytest.skip("takefive._speedups is not built (no C compiler?)", allow_module_level=True)
+
+SENDER = "54c6755b-9628-40a4-9a2d-cc82a816345e"
+OTHER = "0badc0de-0000-4000-8000-000000000000"
+HEADERS = {"PATH": "/hello", "METHOD": "GET", "VERSION": "HTTP/1.1", "host": "h", "x": "é"}
+
+
+def frame(conn_id: object = 7, path: str = "/hello", body: bytes = b"", **extra: str) -> bytes:
+    return encode_request(SENDER, conn_id, path, {**HEADERS, **extra}, body)  # type: ignore[arg-type]
+
+
+def c_parse(data: bytes) -> Message | None:
+    return _speedups.parse_common(data, wire._senders, wire._known_headers, Message)
+
+
+def learn(data: bytes) -> None:
+    """Let the Python code see a frame twice: its sender and header block become known."""
+    parse_request(data)
+    parse_request(data)
+
+
+def mutations(data: bytes) -> list[bytes]:
+    """Every truncation, and every single-byte replacement by a few telling bytes."""
+    out = [data[:cut] for cut in range(len(data))]
+    for i in range(len(data)):
+        out.extend(data[:i] + bytes([b]) + data[i + 1 :] for b in b' :,0}9"x[\xff')
+    out.extend([data + b",", data + b"0", b" " + data])
+    return out
+
+
+def test_the_extension_is_in_use() -> None:
+    assert wire.C_SPEEDUPS
+    assert wire._c_parse_common is _speedups.parse_common
+    assert wire._c_encode_reply is _speedups.encode_reply
+
+
+# --------------------------------------------------------------------------- parse_common
+
+
+REFERENCE_FRAMES = [
+    frame(),
+    frame(12345678901234567890, "/a/b%20c", b"body bytes, with , and : in it"),
+    frame(0, "/\xe9t\xe9", b"x" * 300),
+    encode_request(SENDER, 3, "/p", {"METHOD": "POST"}, b"{}"),
+    b"%b 5 /raw\xff\xfe 2:{},0:," % SENDER.encode(),  # a path that is not UTF-8
+    encode_request(SENDER, 5, "@*", {"METHOD": "JSON"}, wire.DISCONNECT_BODY),
+]
+
+
+@pytest.mark.parametrize("data", REFERENCE_FRAMES)
+def test_parse_agrees_with_the_python_code_on_every_mutation(data: bytes) -> None:
+    learn(data)
+    assert c_parse(data) == parse_request(data)
+    taken = 0
+    for candidate in [data, *mutations(data)]:
+        fast = c_parse(candidate)
+        reference = wire._parse_common(candidate)
+        if fast is None:
+            continue  # the Python code decides (an unknown block, or not the common case)
+        taken += 1
+        assert fast == reference, candidate
+        assert type(fast) is Message and type(fast.headers) is dict
+        assert fast == wire._parse_request(candidate)
+    assert taken >= 1
+
+
+def test_parse_of_a_large_body() -> None:
+    data = frame(body=bytes(range(256)) * 1000)
+    learn(data)
+    message = c_parse(data)
+    assert message == parse_request(data) == wire._parse_request(data)
+    assert c_parse(data[:-2] + b"x,") is not None  # same length: still the common case
+    assert c_parse(data[:-1]) is None and c_parse(data + b",") is None
+
+
+def test_parse_leaves_unknown_senders_and_header_blocks_to_the_python_code() -> None:
+    data = frame(x="never seen before")
+    assert c_parse(data) is None  # an unknown header block
+    assert parse_request(data).headers["x"] == "never seen before"
+    assert c_parse(data) is not None  # the Python code has learnt it
+    stranger = encode_request(OTHER, 1, "/", HEADERS)
+    wire._senders.pop(stranger.split(b" ", 1)[0], None)
+    assert c_parse(stranger) is None
+    assert parse_request(stranger).sender == OTHER
+
+
+def test_parse_of_tnetstring_headers_and_lists_is_the_python_codes() -> None:
+    for data in (
+        encode_request(SENDER, 1, "/", HEADERS, tnetstring_headers=True),
+        encode_request(SENDER, 1, "/", {"METHOD": "GET", "x": ["a", "b"]}),
+    ):
+        learn(data)
+        assert c_parse(data) is None
+        assert parse_request(data) == wire._parse_request(data)
+
+
+def test_parsed_messages_own_their_headers() -> None:
+    data = frame()
+    learn(data)
+    first, second = c_parse(data), c_parse(data)
+    assert first is not None and second is not None
+    assert first.headers is not second.headers
+    first.headers["METHOD"] = "DELETE"
+    assert second.headers["METHOD"] == "GET"
+    assert c_parse(data).headers["METHOD"] == "GET"  # type: ignore[union-attr]
+
+
+def test_parse_rejects_wrong_argument_types() -> None:
+    with pytest.raises(TypeError):
+        _speedups.parse_common(bytearray(frame()), {}, {}, Message)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _speedups.parse_common(frame(), {}, {}, dict)  # type: ignore[type-var]
+    with pytest.raises(TypeError):
+        _speedups.parse_common(frame(), {}, {})  # type: ignore[call-arg]
+
+
+_IDS = st.integers(min_value=0, max_value=10**25)
+_PATHS = st.text(st.characters(blacklist_characters=" "), min_size=1, max_size=20)
+_BODIES = st.binary(max_size=64)
+_VALUES = st.text(max_size=12)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    conn_id=_IDS,
+    path=_PATHS,
+    body=_BODIES,
+    extra=st.dictionaries(st.text(min_size=1, max_size=8), _VALUES, max_size=4),
+    cut=st.integers(min_value=0, max_value=400),
+    flip=st.tuples(st.integers(min_value=0, max_value=400), st.integers(0, 255)),
+)
+def test_parse_agrees_with_the_python_code_on_generated_frames(
+    conn_id: int, path: str, body: bytes, extra: dict[str, str], cut: int, flip: tuple[int, int]
+) -> None:
+    data = encode_request(SENDER, conn_id, path, {**HEADERS, **extra}, body)
+    learn(data)
+    assert c_parse(data) == parse_request(data)
+    where, byte = flip
+    for candidate in (data[:cut], data[:where] + bytes([byte]) + data[where + 1 :]):
+        fast = c_parse(candidate)
+        if fast is not None:
+            assert fast == wire._parse_common(candidate) == wire._parse_request(candidate)
+
+
+def test_parse_leaks_no_references() -> None:
+    data = frame(body=b"abc")
+    learn(data)
+    raw_sender = data.split(b" ", 1)[0]
+    sender = wire._senders[raw_sender]
+    template = next(v for k, v in wire._known_headers.items() if data.find(k) > 0)
+    before = sys.getrefcount(sender), sys.getrefcount(template), sys.getrefcount(Message)
+    for _ in range(10_000):
+        assert c_parse(data) is not None
+        assert c_parse(data[:-1]) is None
+    gc.collect()
+    assert (sys.getrefcount(sender), sys.getrefcount(template), sys.getrefcount(Message)) == before
+
+
+# --------------------------------------------------------------------------- encode_reply
+
+
+@pytest.mark.parametrize("conn_id", ["0", "7", "12345678901234567890", "1" * 64])
+@pytest.mark.parametrize("data", [b"", b"HTTP/1.1 200 OK\r\n\r\nhi", b"\x00" * 70_000])
+def test_encode_agrees_with_the_python_code(conn_id: str, data: bytes) -> None:
+    uuid = SENDER.encode()
+    expected = b"%b %d:%b, %b" % (uuid, len(conn_id), conn_id.encode(), data)
+    assert _speedups.encode_reply(uuid, conn_id, data) == expected
+    assert wire.encode_response(SENDER, conn_id, data) == [expected]
+    assert wire.parse_response(expected).conn_ids == [conn_id]
+
+
+@pytest.mark.parametrize(
+    "conn_id", ["", "1 2", "-1", "1a", "\u0661\u0662", "1" * 65, 7, b"7", None, ["7"]]
+)
+def test_encode_leaves_anything_else_to_the_python_code(conn_id: object) -> None:
+    assert _speedups.encode_reply(SENDER.encode(), conn_id, b"x") is None
+
+
+def test_encode_takes_only_exact_bytes() -> None:
+    assert _speedups.encode_reply(SENDER.encode(), "7", bytearray(b"x")) is None  # type: ignore[arg-type]
+    assert _speedups.encode_reply(SENDER, "7", b"x") is None  # type: ignore[arg-type]
+    assert wire.encode_response(SENDER, "7", bytearray(b"x")) == [SENDER.encode() + b" 1:7, x"]  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- without it
+
+
+def test_the_wire_suite_passes_without_the_extension() -> None:
+    """TAKEFIVE_NO_EXTENSIONS=1: the Python code alone, with the same tests."""
+    root = Path(__file__).parent.parent
+    env = {**os.environ, "TAKEFIVE_NO_EXTENSIONS": "1"}
+    check = subprocess.run(
+        [sys.executable, "-c", "from takefive import wire; print(wire.C_SPEEDUPS)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert check.stdout.strip() == "False"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_wire.py"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
