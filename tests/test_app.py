@@ -255,6 +255,19 @@ def test_control_messages_and_partial_uploads_are_not_dispatched() -> None:
     assert run(app, done).body == b"x"
 
 
+def test_a_client_request_with_method_json_or_xml_is_answered() -> None:
+    """Front end control messages come on '@' paths; a client can send any method
+    (Mongrel2 passes 'JSON / HTTP/1.1' on as METHOD JSON, path /): it gets an answer."""
+    app = App()
+    app.add_route("/", lambda request: "x")
+    for method in ("JSON", "XML"):
+        response = asyncio.run(app.handle(make(method, "/")))
+        assert response is not None and response.status == 405
+        response = asyncio.run(app.handle(make(method, "/nowhere")))
+        assert response is not None and response.status == 404
+        assert asyncio.run(app.handle(make(method, "@*", body=b"{}"))) is None
+
+
 def test_route_registration_errors() -> None:
     app = App()
 

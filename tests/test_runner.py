@@ -310,6 +310,24 @@ async def test_disconnect_reaches_the_app(context: zmq.asyncio.Context, front: F
     await running.stop()
 
 
+async def test_a_client_method_json_is_a_request_not_a_control_message(
+    context: zmq.asyncio.Context, front: FrontEnd
+) -> None:
+    """Mongrel2 passes a client's 'JSON / HTTP/1.1' on as METHOD JSON on path '/':
+    the client gets an answer (405), where it used to wait for ever."""
+    app = hello_app()
+    running = await start(app, front.endpoint, context=context)
+    await front.request(3, "/", method="JSON")
+    await front.request(4, "/", method="XML")
+    await front.push.send(wire.encode_disconnect(front.uuid, 9))  # no answer for this one
+    await front.request(5, "/")
+    replies = {r.conn_ids[0]: bytes(r.body) for r in [await front.reply() for _ in range(3)]}
+    assert replies["3"].startswith(b"HTTP/1.1 405 ")
+    assert replies["4"].startswith(b"HTTP/1.1 405 ")
+    assert replies["5"].startswith(b"HTTP/1.1 200 ")
+    await running.stop()
+
+
 async def test_deliver_pushes_to_other_connections(
     context: zmq.asyncio.Context, front: FrontEnd
 ) -> None:

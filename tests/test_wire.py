@@ -244,6 +244,14 @@ def test_non_disconnect_messages(headers: bytes, body: bytes) -> None:
     assert not msg.is_disconnect
 
 
+def test_a_client_request_shaped_like_a_disconnect_is_not_one() -> None:
+    """Mongrel2 sends disconnects on '@*'; a client's 'JSON /p' with such a body is not one."""
+    assert parse_request(DISCONNECT_JSON).is_disconnect
+    msg = parse_request(request_frame(b'{"METHOD":"JSON"}', b'{"type":"disconnect"}'))
+    assert msg.path == "/p" and msg.method == "JSON"
+    assert not msg.is_disconnect
+
+
 def test_method_is_empty_when_missing_or_a_list() -> None:
     assert parse_request(request_frame(b"{}")).method == ""
     assert parse_request(request_frame(b'{"METHOD":["GET"]}')).method == ""

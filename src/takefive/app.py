@@ -48,6 +48,15 @@ class Outbox(Protocol):
     def deliver(self, sender: str, conn_ids: Sequence[str], data: bytes) -> None: ...
 
 
+def _is_control(request: Request) -> bool:
+    """A front end's own message (JSON or XML on an '@' path), not a client's request.
+
+    Mongrel2 sends its control messages (disconnects, credits) on '@' paths, which no
+    HTTP client can reach; it passes a client's 'JSON / HTTP/1.1' on as method JSON.
+    """
+    return request.method in _CONTROL_METHODS and request.message.path[:1] == "@"
+
+
 def _ids(conn_ids: str | int | Iterable[str | int]) -> list[str]:
     if isinstance(conn_ids, str | int):
         return [str(conn_ids)]
@@ -162,10 +171,12 @@ class App:
         raw = request._raw
         try:
             if method in _SPECIAL_METHODS:
-                if method in _CONTROL_METHODS:
+                if method not in _CONTROL_METHODS:
+                    return await self._handle_websocket(request)
+                if _is_control(request):
                     logger.debug("ignoring %s message from %s", method, request.sender)
                     return None
-                return await self._handle_websocket(request)
+                # else a client sent this method on an HTTP path: routed (404 or 405)
             if "x-mongrel2-upload-start" in raw and "x-mongrel2-upload-done" not in raw:
                 return None  # the same request comes again when the upload is done
             found = self.router.match(request.path)

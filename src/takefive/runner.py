@@ -270,9 +270,10 @@ class HandlerServer:
     async def _serve(self, message: wire.Message) -> None:
         app = self.app
         try:
-            # Front end control messages (disconnects, credits...) have METHOD JSON; a
-            # request never does, so one look at METHOD keeps them off the hot path.
-            if message.headers.get("METHOD") == "JSON":
+            # Front end control messages (disconnects, credits...) have METHOD JSON on an
+            # '@' path; a client's request never does (a client may send a JSON method, but
+            # on an HTTP path), so one look at the path keeps them off the hot path.
+            if message.path[:1] == "@" and message.method == "JSON":
                 if message.is_disconnect:
                     await app.disconnected(message.sender, message.conn_id)
                 else:

@@ -98,8 +98,11 @@ class Message(NamedTuple):
 
     @property
     def is_disconnect(self) -> bool:
-        """True for the message a front end sends when a client has gone."""
-        return self.method == "JSON" and _json_type(self.body) == "disconnect"
+        """True for the message a front end sends when a client has gone (on an '@'
+        path, which no client's request has)."""
+        return (
+            self.path[:1] == "@" and self.method == "JSON" and _json_type(self.body) == "disconnect"
+        )
 
 
 class Reply(NamedTuple):

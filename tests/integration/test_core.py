@@ -139,6 +139,12 @@ def test_errors_404_405_500(served: Frontend) -> None:
     assert status == 405
     assert {m.strip() for m in headers["Allow"].split(",")} >= {"GET", "HEAD"}
 
+    # Methods Mongrel2 uses for its own control messages, sent by a client: Mongrel2
+    # passes them on (the app answers 405); the gateway's parser knows no such method.
+    for method in ("JSON", "XML"):
+        status, _, _ = http_request(served.http_port, method, "/hello")
+        assert status == (405 if served.kind == "mongrel2" else 400), method
+
     status, _, body = http_request(served.http_port, "GET", "/boom")
     assert status == 500
     assert b"secret internal detail" not in body
