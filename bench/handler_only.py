@@ -77,8 +77,16 @@ def _readline(stream: Any, timeout: float) -> str:
     return stream.readline().decode() if ready else ""
 
 
+#: The takefive app each kind of handler serves (the bench app's plain ``def`` handlers,
+#: and the same handlers as ``async def``).
+APPS = {
+    "takefive": "bench.stacks.takefive_app:app",
+    "takefive_async": "bench.stacks.takefive_app:app_async",
+}
+
+
 def run_one(kind: str, frames_file: Path, messages: int, workdir: Path) -> dict[str, Any]:
-    """Feed ``messages`` frames through one ``kind`` handler ("raw" or "takefive")."""
+    """Feed ``messages`` frames through one ``kind`` handler ("raw" or an APPS key)."""
     import json
 
     from bench.procs import ProcessGroup, Sampler
@@ -97,7 +105,7 @@ def run_one(kind: str, frames_file: Path, messages: int, workdir: Path) -> dict[
         argv = (
             _raw_argv(send_spec, recv_spec)
             if kind == "raw"
-            else _handler_argv("bench.stacks.takefive_app:app", send_spec, recv_spec)
+            else _handler_argv(APPS[kind], send_spec, recv_spec)
         )
         group.spawn("handler", argv)
         line = _readline(proc.stdout, 30)
@@ -158,6 +166,16 @@ def measure(messages: int = 200_000) -> dict[str, Any]:
             + (f" -> {out['ratio']:.2f}x" if out["ratio"] else ""),
             flush=True,
         )
+        # For the record (not a target): the same handler written as ``async def``.
+        out["takefive_async"] = run_one("takefive_async", frames_file, messages, workdir)
+        async_rate = out["takefive_async"].get("msgs_per_s")
+        if raw_rate and async_rate and not out["takefive_async"].get("timed_out"):
+            out["async_ratio"] = async_rate / raw_rate
+            print(
+                f"  takefive with an async def handler {async_rate:,.0f} msgs/s"
+                f" -> {out['async_ratio']:.2f}x",
+                flush=True,
+            )
         return out
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

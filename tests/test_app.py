@@ -524,3 +524,93 @@ def test_function_handlers_called_directly_answer_as_through_the_endpoint() -> N
     request = make("GET", "/sync/7")
     run(app, request)
     assert request.path_params == {"n": 7}
+
+
+# --------------------------------------------------------------------------- start / finish
+
+
+def test_start_answers_plain_functions_at_once_and_leaves_the_rest_to_finish() -> None:
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    app = App()
+
+    @app.route("/plain")
+    def plain(request: Request) -> str:
+        var.set("plain")
+        return "plain"
+
+    @app.route("/hold")
+    def hold(request: Request) -> object:
+        return HOLD
+
+    @app.route("/boom")
+    def boom(request: Request) -> str:
+        raise ValueError("no")
+
+    @app.route("/teapot")
+    def teapot(request: Request) -> str:
+        raise HTTPError(418)
+
+    @app.route("/async")
+    async def not_plain(request: Request) -> str:
+        return "async " + var.get()
+
+    @app.route("/returns-awaitable")
+    def returns_awaitable(request: Request) -> Any:
+        var.set("set before the await")
+        return not_plain(request)
+
+    answered = app.start(make("GET", "/plain"))
+    assert isinstance(answered, Response) and answered.body == b"plain"
+    assert var.get() == "unset"  # the handler ran in a context of its own
+    assert app.start(make("GET", "/hold")) is None
+    assert app.start(make("GET", "/boom")).status == 500  # type: ignore[union-attr]
+    assert app.start(make("GET", "/teapot")).status == 418  # type: ignore[union-attr]
+    assert app.start(make("GET", "/nowhere")).status == 404  # type: ignore[union-attr]
+    assert app.start(make("POST", "/plain")).status == 405  # type: ignore[union-attr]
+    keep = app.start(
+        make("GET", "/plain", version="HTTP/1.0", headers={"connection": "keep-alive"})
+    )
+    assert keep.headers["Connection"] == "keep-alive"  # type: ignore[union-attr]
+
+    request = make("GET", "/async")
+    pending = app.start(request)
+    assert type(pending) is tuple
+    awaitable, context = pending
+    assert context is None  # await it in a fresh task's context
+    assert asyncio.run(app.finish(request, awaitable)).body == b"async unset"  # type: ignore[union-attr]
+
+    request = make("GET", "/returns-awaitable")
+    pending = app.start(request)
+    assert type(pending) is tuple and pending[1] is not None
+
+    async def in_its_context() -> Response | None:
+        awaitable, context = pending
+        return await asyncio.get_running_loop().create_task(
+            app.finish(request, awaitable), context=context
+        )
+
+    assert asyncio.run(in_its_context()).body == b"async set before the await"  # type: ignore[union-attr]
+
+
+def test_finish_turns_errors_into_responses() -> None:
+    app = App()
+
+    @app.route("/boom")
+    async def boom(request: Request) -> str:
+        raise ValueError("no")
+
+    @app.route("/gone")
+    async def gone(request: Request) -> str:
+        raise HTTPError(410)
+
+    @app.route("/none")
+    async def none(request: Request) -> None:
+        return None
+
+    for path, status in (("/boom", 500), ("/gone", 410), ("/none", 500)):
+        request = make("GET", path)
+        pending = app.start(request)
+        assert type(pending) is tuple
+        assert asyncio.run(app.finish(request, pending[0])).status == status  # type: ignore[union-attr]

@@ -193,6 +193,8 @@ def sample_data() -> dict[str, Any]:
             "ratio": 0.7,
             "raw": {"msgs_per_s": 100000.0, "handler_cpu_pct": 99.0},
             "takefive": {"msgs_per_s": 70000.0, "handler_cpu_pct": 98.0},
+            "async_ratio": 0.55,
+            "takefive_async": {"msgs_per_s": 55000.0, "handler_cpu_pct": 97.0},
         },
         "jobs": {
             "jobs": 50000,
@@ -358,7 +360,8 @@ def test_render_markdown_tables() -> None:
     assert "| raw pyzmq + Mongrel2 | 0.50 / 2.00 |" in text  # latency p50 / p99 in ms
     assert "**missed**" in text and "**met**" in text
     assert "- granian + Starlette: not available: granian is not installed" in text
-    assert "| takefive run (1 process) | 70,000 | 0.70x | 98% |" in text
+    assert "| takefive run (1 process), plain def handler | 70,000 | 0.70x | 98% |" in text
+    assert "| takefive run (1 process), async def handler | 55,000 | 0.55x | 97% |" in text
     assert "| JobPool.map | 120,000 | 0.80x | 120,000, 110,000, 100,000 |" in text
     assert "| mongrel2 (not judged) | 10.0 | 12.0 | 20.0 | +66.00% |" in text
     assert "at 1,000,050" in text

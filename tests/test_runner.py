@@ -328,6 +328,45 @@ async def test_a_client_method_json_is_a_request_not_a_control_message(
     await running.stop()
 
 
+async def test_plain_function_handlers_run_inline_each_in_a_context_of_its_own(
+    context: zmq.asyncio.Context, front: FrontEnd
+) -> None:
+    """A plain function handler is answered without a task; context variables set by
+    any handler stay with its request."""
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    app = App()
+    seen: list[tuple[str, bool]] = []
+
+    @app.route("/sync")
+    def sync(request: Request) -> str:
+        seen.append((var.get(), asyncio.current_task() is None))
+        var.set("sync")
+        return "sync"
+
+    @app.route("/async")
+    async def not_sync(request: Request) -> str:
+        seen.append((var.get(), asyncio.current_task() is None))
+        var.set("async")
+        await asyncio.sleep(0)
+        return "async"
+
+    running = await start(app, front.endpoint, context=context)
+    for i, path in enumerate(["/sync", "/sync", "/async", "/sync", "/async"]):
+        await front.request(i, path)
+        assert bytes((await front.reply()).body).endswith(path[1:].encode())
+    assert seen == [
+        ("unset", True),
+        ("unset", True),
+        ("unset", False),
+        ("unset", True),
+        ("unset", False),
+    ]
+    assert running.server.in_flight == 0
+    await running.stop()
+
+
 async def test_deliver_pushes_to_other_connections(
     context: zmq.asyncio.Context, front: FrontEnd
 ) -> None:

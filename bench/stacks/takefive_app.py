@@ -1,5 +1,12 @@
 """The three routes on takefive (served by ``takefive run`` behind Mongrel2 or the gateway).
 
+Each stack is written the way its own documentation writes such an endpoint. None of the
+three routes waits for anything, and takefive's way to write such a handler is a plain
+``def`` (docs/app.md, examples/hello.py): the runner answers it at once, with no task.
+(Starlette's is ``async def``: it runs a plain ``def`` endpoint in a thread pool.)
+``app_async`` is the same app with ``async def`` handlers; the handler-only figure
+measures it too, for the record.
+
 takefive has no template layer of its own (yet): the page calls Jinja2 directly.
 
 Run: ``python -m takefive run bench.stacks.takefive_app:app --send-spec ... --recv-spec ...``
@@ -12,20 +19,39 @@ from takefive.app import App
 from takefive.request import Request
 from takefive.response import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
-app = App()
 _template = content.environment().get_template("page.html")
+
+app = App()
 
 
 @app.route("/hello")
-async def hello(request: Request) -> Response:
+def hello(request: Request) -> Response:
     return PlainTextResponse(content.HELLO)
 
 
 @app.route("/json")
-async def document(request: Request) -> Response:
+def document(request: Request) -> Response:
     return JSONResponse(content.DOCUMENT)
 
 
 @app.route("/page")
-async def page(request: Request) -> Response:
+def page(request: Request) -> Response:
+    return HTMLResponse(_template.render(content.PAGE_CONTEXT))
+
+
+app_async = App()
+
+
+@app_async.route("/hello")
+async def hello_async(request: Request) -> Response:
+    return PlainTextResponse(content.HELLO)
+
+
+@app_async.route("/json")
+async def document_async(request: Request) -> Response:
+    return JSONResponse(content.DOCUMENT)
+
+
+@app_async.route("/page")
+async def page_async(request: Request) -> Response:
     return HTMLResponse(_template.render(content.PAGE_CONTEXT))

@@ -12,8 +12,8 @@ import inspect
 import logging
 import re
 import traceback
-from collections.abc import Callable, Iterable, Sequence
-from types import CoroutineType
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextvars import Context, copy_context
 from typing import Any, Protocol, TypeVar
 
 from takefive.handler import _PLAIN_RESULTS, HOLD, Endpoint, Handler, _Hold, call
@@ -26,7 +26,7 @@ from takefive.websocket import (
     WebSocketHandler,
 )
 
-__all__ = ["HOLD", "App", "Outbox"]
+__all__ = ["HOLD", "App", "Outbox", "Pending"]
 
 logger = logging.getLogger("takefive.app")
 
@@ -46,6 +46,12 @@ class Outbox(Protocol):
     """
 
     def deliver(self, sender: str, conn_ids: Sequence[str], data: bytes) -> None: ...
+
+
+#: What :meth:`App.start` leaves to :meth:`App.finish`: an awaitable, and the context
+#: to await it in (``None``: a copy of the caller's, as a new task gets; else the one a
+#: plain function that returned an awaitable ran in, so its request stays in it).
+Pending = tuple[Awaitable[Any], Context | None]
 
 
 def _is_control(request: Request) -> bool:
@@ -166,13 +172,28 @@ class App:
         connection (:data:`HOLD`), it is a WebSocket message, or a front end
         control message (``METHOD`` JSON) that is not a request.
         """
+        started = self.start(request)
+        if type(started) is tuple:
+            return await self.finish(request, started[0])
+        return started  # type: ignore[return-value]
+
+    def start(self, request: Request) -> Response | Pending | None:
+        """The part of :meth:`handle` that needs no ``await``; never raises.
+
+        Routes ``request`` and calls its handler. A plain function runs at once, in a
+        context of its own (:mod:`contextvars`), and its result is the answer: no task,
+        no coroutine, the runner sends it inline. Anything that must be awaited (an
+        ``async def`` handler, a :class:`Handler` class, a WebSocket message) comes
+        back as a :data:`Pending` ``(awaitable, context)`` for :meth:`finish`, which the
+        runner awaits in a task (in ``context`` when it is not ``None``).
+        """
         request.app = self
         method = request.method
         raw = request._raw
         try:
             if method in _SPECIAL_METHODS:
                 if method not in _CONTROL_METHODS:
-                    return await self._handle_websocket(request)
+                    return self._handle_websocket(request), None
                 if _is_control(request):
                     logger.debug("ignoring %s message from %s", method, request.sender)
                     return None
@@ -186,23 +207,54 @@ class App:
             request.path_params = params
             endpoint = route.target
             fn = endpoint.functions.get(method)
-            if fn is not None:
-                # The common case inline: a function routed for this method.
-                result = fn(request, **params) if params else fn(request)
-                if type(result) is CoroutineType:
-                    result = await result
-                elif type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
-                    result = await result
-            else:  # a Handler class, HEAD via GET, OPTIONS, 405
-                result = await endpoint(self, request, method, params)
+            if fn is None:  # a Handler class, HEAD via GET, OPTIONS, 405
+                return endpoint(self, request, method, params), None
+            if method in endpoint.awaiting:  # async def: calling it runs none of its code
+                return (fn(request, **params) if params else fn(request)), None
+        except Exception as exc:
+            return self._complete(request, self._failed(request, exc))
+        return copy_context().run(self._call, request, fn, params)
+
+    def _call(
+        self, request: Request, fn: Callable[..., Any], params: dict[str, Any]
+    ) -> Response | Pending | None:
+        """Call a plain function handler (in the request's own context)."""
+        try:
+            result = fn(request, **params) if params else fn(request)
+            if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
+                return result, copy_context()
             if result is HOLD:
                 return None
             response = result if isinstance(result, Response) else to_response(result)
-        except HTTPError as exc:
-            response = self._error_response(request, exc)
-        except Exception:
-            response = self._server_error(request)
-        if raw.get("VERSION") == "HTTP/1.0" and request.keep_alive:
+        except Exception as exc:
+            response = self._failed(request, exc)
+        if request._raw.get("VERSION") == "HTTP/1.0" and request.keep_alive:
+            response.headers.setdefault("Connection", "keep-alive")
+        return response
+
+    async def finish(self, request: Request, awaitable: Awaitable[Any]) -> Response | None:
+        """Await what :meth:`start` could not finish; never raises (but cancellation)."""
+        try:
+            result = await awaitable
+            if result is HOLD:
+                return None
+            response = result if isinstance(result, Response) else to_response(result)
+        except Exception as exc:
+            response = self._failed(request, exc)
+        if request._raw.get("VERSION") == "HTTP/1.0" and request.keep_alive:
+            response.headers.setdefault("Connection", "keep-alive")
+        return response
+
+    def _failed(self, request: Request, error: Exception) -> Response:
+        """The response for an exception from routing or a handler (called in ``except``)."""
+        if isinstance(error, HTTPError):
+            return self._error_response(request, error)
+        return self._server_error(request)
+
+    @staticmethod
+    def _complete(request: Request, response: Response) -> Response:
+        # (inline in _call and finish, on the hot path)
+        if request._raw.get("VERSION") == "HTTP/1.0" and request.keep_alive:
             response.headers.setdefault("Connection", "keep-alive")
         return response
 
@@ -243,7 +295,8 @@ class App:
             body = "500 Internal Server Error\n"
         return PlainTextResponse(body, 500)
 
-    async def _handle_websocket(self, request: Request) -> Response | None:
+    async def _handle_websocket(self, request: Request) -> _Hold:
+        """Serve a WebSocket handshake or message; it answers by itself (HOLD)."""
         found = self.websocket_router.match(request.path)
         if request.method == "WEBSOCKET_HANDSHAKE":
             if found is None:
@@ -251,12 +304,12 @@ class App:
             route, params = found
             request.path_params = params
             await route.target(self, request)._handshake()
-            return None
+            return HOLD
         if found is None:
             logger.warning("WebSocket message for unrouted path %r: closing", request.path)
             handler = WebSocketHandler(self, request)
             handler.close(POLICY_VIOLATION)
-            return None
+            return HOLD
         route, params = found
         cls = route.target
         request.path_params = params
@@ -266,7 +319,7 @@ class App:
         except Exception:
             logger.exception("WebSocket handler %s failed", cls.__name__)
             handler.close(INTERNAL_ERROR)
-        return None
+        return HOLD
 
     # ----------------------------------------------------------------- pushing
 

@@ -130,11 +130,13 @@ def _options_response(allowed: Iterable[str]) -> Response:
 class Endpoint:
     """What a route points at: a :class:`Handler` class, or one function per method."""
 
-    __slots__ = ("allow", "allowed", "functions", "handler_class")
+    __slots__ = ("allow", "allowed", "awaiting", "functions", "handler_class")
 
     def __init__(self, handler_class: type[Handler] | None = None) -> None:
         self.handler_class = handler_class
         self.functions: dict[str, Callable[..., Any]] = {}
+        #: Methods whose function is a coroutine function (``async def``).
+        self.awaiting: frozenset[str] = frozenset()
         self.allowed: frozenset[str] = (
             handler_class.allowed_methods if handler_class is not None else frozenset()
         )
@@ -148,6 +150,8 @@ class Endpoint:
             if method in self.functions:
                 raise ValueError(f"{method} is already routed to {self.functions[method]!r}")
             self.functions[method] = fn
+            if inspect.iscoroutinefunction(fn):
+                self.awaiting |= {method}
         self.allowed = _allowed(self.functions)
         self.allow = allow_header(self.allowed)
 

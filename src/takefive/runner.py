@@ -21,7 +21,8 @@ import logging
 import signal
 import sys
 import uuid
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Coroutine, Iterable, Sequence
+from contextvars import Context
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,7 @@ from takefive.request import Request
 
 if TYPE_CHECKING:
     from takefive.app import App
+    from takefive.response import Response
 
 __all__ = ["DEFAULT_RECV_SPEC", "DEFAULT_SEND_SPEC", "Endpoint", "HandlerServer", "run"]
 
@@ -244,20 +246,40 @@ class HandlerServer:
             await self._room.wait()
 
     def _dispatch(self, frame: bytes, pub: zmq.Socket[bytes]) -> None:
-        """Serve one frame: inline while it does not wait, then as a task of its own."""
+        """Serve one frame: inline while it needs no ``await``, else as a task of its own."""
         try:
             message = wire.parse_request(frame)
         except wire.ProtocolError as exc:
             log.warning("dropped malformed message (%s): %r", exc, frame[:120])
             return
         self._outbox.routes[message.sender] = pub
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        task = _start_task(loop, self._serve(message))
-        if not task.done():
+        # Front end control messages (disconnects, credits...) have METHOD JSON on an
+        # '@' path; a client's request never does (a client may send a JSON method, but
+        # on an HTTP path), so one look at the path keeps them off the hot path.
+        if message.path[:1] == "@" and message.method == "JSON":
+            self._spawn(self._control(message))
+            return
+        try:
+            request = Request(message)
+            started = self.app.start(request)  # a plain function handler has answered
+            if type(started) is tuple:  # to be awaited: in a task of its own
+                awaitable, context = started
+                self._spawn(self._finish(request, awaitable), context)
+            elif started is not None:
+                self._send(request, started)  # type: ignore[arg-type]
+        except Exception:
+            # App.start never raises; this is a bug in takefive itself. Keep serving.
+            log.exception("internal error serving %s %s", message.sender, message.conn_id)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], context: Context | None = None) -> None:
+        task = _start_task(self._loop or self._running_loop(), coro, context)
+        if not task.done():  # it waits for something: in flight until done
             self._tasks.add(task)
             task.add_done_callback(self._done)
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -267,33 +289,38 @@ class HandlerServer:
             for reader in paused:
                 reader.resume()
 
-    async def _serve(self, message: wire.Message) -> None:
-        app = self.app
+    def _send(self, request: Request, response: Response) -> None:
+        keep_alive = request.keep_alive
+        data = response.render(head=request.method == "HEAD", keep_alive=keep_alive)
+        self._outbox.deliver(request.sender, request.conn_id, data)
+        if not keep_alive:
+            self._outbox.deliver(request.sender, request.conn_id, b"")
+
+    async def _finish(self, request: Request, awaitable: Awaitable[Any]) -> None:
         try:
-            # Front end control messages (disconnects, credits...) have METHOD JSON on an
-            # '@' path; a client's request never does (a client may send a JSON method, but
-            # on an HTTP path), so one look at the path keeps them off the hot path.
-            if message.path[:1] == "@" and message.method == "JSON":
-                if message.is_disconnect:
-                    await app.disconnected(message.sender, message.conn_id)
-                else:
-                    log.debug(
-                        "ignoring control message %r from %s", message.body, message.sender
-                    )
-                return
-            request = Request(message)
-            response = await app.handle(request)
-            if response is None:  # the handler holds the connection and answers later
-                return
-            keep_alive = request.keep_alive
-            data = response.render(head=request.method == "HEAD", keep_alive=keep_alive)
-            self._outbox.deliver(message.sender, message.conn_id, data)
-            if not keep_alive:
-                self._outbox.deliver(message.sender, message.conn_id, b"")
+            response = await self.app.finish(request, awaitable)
+            if response is not None:  # else the handler holds the connection
+                # as _send, inline on the hot path
+                keep_alive = request.keep_alive
+                data = response.render(head=request.method == "HEAD", keep_alive=keep_alive)
+                self._outbox.deliver(request.sender, request.conn_id, data)
+                if not keep_alive:
+                    self._outbox.deliver(request.sender, request.conn_id, b"")
         except asyncio.CancelledError:
             raise
         except Exception:
-            # App.handle never raises; this is a bug in takefive itself. Keep serving.
+            # App.finish never raises; this is a bug in takefive itself. Keep serving.
+            log.exception("internal error serving %s %s", request.sender, request.conn_id)
+
+    async def _control(self, message: wire.Message) -> None:
+        try:
+            if message.is_disconnect:
+                await self.app.disconnected(message.sender, message.conn_id)
+            else:
+                log.debug("ignoring control message %r from %s", message.body, message.sender)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
             log.exception("internal error serving %s %s", message.sender, message.conn_id)
 
 
@@ -362,14 +389,16 @@ class _Reader:
 if sys.version_info >= (3, 12):
 
     def _start_task(
-        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
+        loop: asyncio.AbstractEventLoop,
+        coro: Coroutine[Any, Any, None],
+        context: Context | None = None,
     ) -> asyncio.Task[None]:
         """Run ``coro`` eagerly: inline, as the current task, until it first waits.
 
         Most requests finish without waiting for anything, and then cost no
         scheduling and no extra turn of the event loop.
         """
-        return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+        return asyncio.Task(coro, loop=loop, context=context, eager_start=True)  # type: ignore[call-arg,unused-ignore]
 
 else:
     # Python 3.11 has no eager tasks, and running the first step outside a task would
@@ -387,17 +416,19 @@ else:
     _current_task = asyncio.current_task
 
     def _start_task(
-        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
+        loop: asyncio.AbstractEventLoop,
+        coro: Coroutine[Any, Any, None],
+        context: Context | None = None,
     ) -> asyncio.Task[None]:
         """Run ``coro`` as a task, eagerly when called outside any task."""
         if _current_task(loop) is not None:  # a step cannot run inside another task
-            return loop.create_task(coro)
+            return loop.create_task(coro, context=context)
         try:
             loop.call_soon = _capture  # type: ignore[method-assign,assignment]
         except AttributeError:  # a loop without an instance __dict__
-            return loop.create_task(coro)
+            return loop.create_task(coro, context=context)
         try:
-            task = asyncio.Task(coro, loop=loop)
+            task = asyncio.Task(coro, loop=loop, context=context)
         finally:
             del loop.call_soon
         captured = _captured[:]
