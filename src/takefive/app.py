@@ -173,9 +173,9 @@ class App:
         control message (``METHOD`` JSON) that is not a request.
         """
         started = self.start(request)
-        if type(started) is tuple:
+        if isinstance(started, tuple):
             return await self.finish(request, started[0])
-        return started  # type: ignore[return-value]
+        return started
 
     def start(self, request: Request) -> Response | Pending | None:
         """The part of :meth:`handle` that needs no ``await``; never raises.
@@ -212,7 +212,7 @@ class App:
             if method in endpoint.awaiting:  # async def: calling it runs none of its code
                 return (fn(request, **params) if params else fn(request)), None
         except Exception as exc:
-            return self._complete(request, self._failed(request, exc))
+            return self._failed(request, exc)
         return copy_context().run(self._call, request, fn, params)
 
     def _call(
@@ -223,37 +223,35 @@ class App:
             result = fn(request, **params) if params else fn(request)
             if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
                 return result, copy_context()
-            if result is HOLD:
-                return None
-            response = result if isinstance(result, Response) else to_response(result)
+            return self._answer(request, result)
         except Exception as exc:
-            response = self._failed(request, exc)
-        if request._raw.get("VERSION") == "HTTP/1.0" and request.keep_alive:
-            response.headers.setdefault("Connection", "keep-alive")
-        return response
+            return self._failed(request, exc)
 
     async def finish(self, request: Request, awaitable: Awaitable[Any]) -> Response | None:
         """Await what :meth:`start` could not finish; never raises (but cancellation)."""
         try:
-            result = await awaitable
-            if result is HOLD:
-                return None
-            response = result if isinstance(result, Response) else to_response(result)
+            return self._answer(request, await awaitable)
         except Exception as exc:
-            response = self._failed(request, exc)
-        if request._raw.get("VERSION") == "HTTP/1.0" and request.keep_alive:
-            response.headers.setdefault("Connection", "keep-alive")
-        return response
+            return self._failed(request, exc)
+
+    def _answer(self, request: Request, result: Any) -> Response | None:
+        """A handler's result as the response to send (``None`` for :data:`HOLD`)."""
+        if result is HOLD:
+            return None
+        return self._complete(
+            request, result if isinstance(result, Response) else to_response(result)
+        )
 
     def _failed(self, request: Request, error: Exception) -> Response:
         """The response for an exception from routing or a handler (called in ``except``)."""
         if isinstance(error, HTTPError):
-            return self._error_response(request, error)
-        return self._server_error(request)
+            response = self._error_response(request, error)
+        else:
+            response = self._server_error(request)
+        return self._complete(request, response)
 
     @staticmethod
     def _complete(request: Request, response: Response) -> Response:
-        # (inline in _call and finish, on the hot path)
         if request._raw.get("VERSION") == "HTTP/1.0" and request.keep_alive:
             response.headers.setdefault("Connection", "keep-alive")
         return response

@@ -262,11 +262,11 @@ class HandlerServer:
         try:
             request = Request(message)
             started = self.app.start(request)  # a plain function handler has answered
-            if type(started) is tuple:  # to be awaited: in a task of its own
+            if isinstance(started, tuple):  # to be awaited: in a task of its own
                 awaitable, context = started
                 self._spawn(self._finish(request, awaitable), context)
             elif started is not None:
-                self._send(request, started)  # type: ignore[arg-type]
+                self._send(request, started)
         except Exception:
             # App.start never raises; this is a bug in takefive itself. Keep serving.
             log.exception("internal error serving %s %s", message.sender, message.conn_id)
@@ -300,12 +300,7 @@ class HandlerServer:
         try:
             response = await self.app.finish(request, awaitable)
             if response is not None:  # else the handler holds the connection
-                # as _send, inline on the hot path
-                keep_alive = request.keep_alive
-                data = response.render(head=request.method == "HEAD", keep_alive=keep_alive)
-                self._outbox.deliver(request.sender, request.conn_id, data)
-                if not keep_alive:
-                    self._outbox.deliver(request.sender, request.conn_id, b"")
+                self._send(request, response)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -434,11 +429,11 @@ else:
         captured = _captured[:]
         _captured.clear()
         if len(captured) == 1:
-            callback, context = captured[0]
-            context.run(callback)
+            step, step_context = captured[0]
+            step_context.run(step)
         else:  # not what Task() does on 3.11: schedule what it asked for, as asked
-            for callback, context in captured:
-                loop.call_soon(callback, context=context)
+            for step, step_context in captured:
+                loop.call_soon(step, context=step_context)
         return task
 
 
