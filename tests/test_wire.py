@@ -247,9 +247,21 @@ def test_non_disconnect_messages(headers: bytes, body: bytes) -> None:
 def test_a_client_request_shaped_like_a_disconnect_is_not_one() -> None:
     """Mongrel2 sends disconnects on '@*'; a client's 'JSON /p' with such a body is not one."""
     assert parse_request(DISCONNECT_JSON).is_disconnect
+    assert parse_request(DISCONNECT_JSON).is_control
     msg = parse_request(request_frame(b'{"METHOD":"JSON"}', b'{"type":"disconnect"}'))
     assert msg.path == "/p" and msg.method == "JSON"
-    assert not msg.is_disconnect
+    assert not msg.is_disconnect and not msg.is_control
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "control"),
+    [("@*", "JSON", True), ("@chat", "XML", True), ("@*", "GET", False), ("/", "JSON", False)],
+)
+def test_control_messages_are_json_or_xml_on_an_at_path(
+    path: str, method: str, control: bool
+) -> None:
+    msg = parse_request(wire.encode_request(UUID, 3, path, {"METHOD": method}, b"{}"))
+    assert msg.is_control is control
 
 
 def test_method_is_empty_when_missing_or_a_list() -> None:

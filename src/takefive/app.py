@@ -54,15 +54,6 @@ class Outbox(Protocol):
 Pending = tuple[Awaitable[Any], Context | None]
 
 
-def _is_control(request: Request) -> bool:
-    """A front end's own message (JSON or XML on an '@' path), not a client's request.
-
-    Mongrel2 sends its control messages (disconnects, credits) on '@' paths, which no
-    HTTP client can reach; it passes a client's 'JSON / HTTP/1.1' on as method JSON.
-    """
-    return request.method in _CONTROL_METHODS and request.message.path[:1] == "@"
-
-
 def _ids(conn_ids: str | int | Iterable[str | int]) -> list[str]:
     if isinstance(conn_ids, str | int):
         return [str(conn_ids)]
@@ -194,7 +185,7 @@ class App:
             if method in _SPECIAL_METHODS:
                 if method not in _CONTROL_METHODS:
                     return self._handle_websocket(request), None
-                if _is_control(request):
+                if request.message.is_control:
                     logger.debug("ignoring %s message from %s", method, request.sender)
                     return None
                 # else a client sent this method on an HTTP path: routed (404 or 405)

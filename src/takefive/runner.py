@@ -253,10 +253,7 @@ class HandlerServer:
             log.warning("dropped malformed message (%s): %r", exc, frame[:120])
             return
         self._outbox.routes[message.sender] = pub
-        # Front end control messages (disconnects, credits...) have METHOD JSON on an
-        # '@' path; a client's request never does (a client may send a JSON method, but
-        # on an HTTP path), so one look at the path keeps them off the hot path.
-        if message.path[:1] == "@" and message.method == "JSON":
+        if message.is_control:  # disconnects, credits...: not requests
             self._spawn(self._control(message))
             return
         try:

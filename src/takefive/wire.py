@@ -74,6 +74,9 @@ if not os.environ.get("TAKEFIVE_NO_EXTENSIONS"):
 #: Whether the C versions of the hot path (``takefive._speedups``) are in use.
 C_SPEEDUPS = _speedups is not None
 
+#: The methods of front end control messages (on '@' paths).
+_CONTROL_METHODS = frozenset({"JSON", "XML"})
+
 HeaderValue = str | list[str]
 Headers = dict[str, HeaderValue]
 
@@ -97,12 +100,16 @@ class Message(NamedTuple):
         return method if isinstance(method, str) else ""
 
     @property
+    def is_control(self) -> bool:
+        """True for a front end's own message (disconnects, credits): ``METHOD`` JSON or
+        XML on an '@' path. No client reaches an '@' path (Mongrel2 answers 404), while
+        a client may send the method JSON on an HTTP path: that is a request."""
+        return self.path[:1] == "@" and self.method in _CONTROL_METHODS
+
+    @property
     def is_disconnect(self) -> bool:
-        """True for the message a front end sends when a client has gone (on an '@'
-        path, which no client's request has)."""
-        return (
-            self.path[:1] == "@" and self.method == "JSON" and _json_type(self.body) == "disconnect"
-        )
+        """True for the message a front end sends when a client has gone."""
+        return self.is_control and self.method == "JSON" and _json_type(self.body) == "disconnect"
 
 
 class Reply(NamedTuple):
