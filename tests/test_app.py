@@ -594,6 +594,33 @@ def test_start_answers_plain_functions_at_once_and_leaves_the_rest_to_finish() -
     assert asyncio.run(in_its_context()).body == b"async set before the await"  # type: ignore[union-attr]
 
 
+def test_handle_keeps_the_context_of_a_plain_handler_that_returns_an_awaitable() -> None:
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    app = App()
+
+    async def later() -> str:
+        return var.get()
+
+    @app.route("/")
+    def index(request: Request) -> Any:
+        var.set("set by the plain part")
+        return later()
+
+    assert call(app).body == b"set by the plain part"
+
+
+def test_a_plain_handler_raising_cancelled_error_is_a_500() -> None:
+    app = App()
+
+    @app.route("/")
+    def index(request: Request) -> str:
+        raise asyncio.CancelledError
+
+    assert call(app).status == 500
+
+
 def test_finish_turns_errors_into_responses() -> None:
     app = App()
 

@@ -367,6 +367,73 @@ async def test_plain_function_handlers_run_inline_each_in_a_context_of_its_own(
     await running.stop()
 
 
+async def test_a_plain_handler_raising_a_base_exception_does_not_stall_the_reader(
+    context: zmq.asyncio.Context, front: FrontEnd
+) -> None:
+    """asyncio.CancelledError (e.g. from .result() on a cancelled future) raised by a plain
+    handler is a 500; the requests queued behind it are all answered."""
+    app = hello_app()
+
+    @app.route("/boom")
+    def boom(request: Request) -> str:
+        raise asyncio.CancelledError("from a cancelled future")
+
+    running = await start(app, front.endpoint, context=context)
+    await front.request(1, "/boom")
+    for i in range(2, 7):
+        await front.request(i, "/")
+    replies = {r.conn_ids[0]: bytes(r.body) for r in [await front.reply() for _ in range(6)]}
+    assert replies["1"].startswith(b"HTTP/1.1 500 ")
+    assert all(replies[str(i)].startswith(b"HTTP/1.1 200 ") for i in range(2, 7))
+    await running.stop()
+
+
+def test_eager_starts_on_two_loops_in_two_threads_never_mix() -> None:
+    """Each loop's tasks run on that loop's thread, each exactly once."""
+    import sys
+    import threading
+
+    from takefive.runner import _TaskStarter
+
+    wrong: list[str] = []
+    counts: dict[str, int] = {}
+
+    def worker(name: str) -> None:
+        async def step(ident: int) -> None:
+            if threading.current_thread().name != name:
+                wrong.append(f"{name} task {ident} ran on {threading.current_thread().name}")
+            counts[name] = counts.get(name, 0) + 1
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            starter = _TaskStarter(loop)
+            done = loop.create_future()
+
+            def callback() -> None:  # outside any task, like the runner's reader
+                for i in range(3000):
+                    starter.start(step(i))
+                done.set_result(None)
+
+            loop.call_soon(callback)
+            await done
+            await asyncio.sleep(0.05)
+
+        asyncio.run(main())
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=worker, args=(n,), name=n) for n in ("t1", "t2")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        sys.setswitchinterval(old)
+    assert wrong == []
+    assert counts == {"t1": 3000, "t2": 3000}
+
+
 async def test_deliver_pushes_to_other_connections(
     context: zmq.asyncio.Context, front: FrontEnd
 ) -> None:
@@ -437,7 +504,7 @@ async def test_requests_start_eagerly_as_tasks() -> None:
     one that never waits is done before the reader goes on (on 3.11 as on 3.12)."""
     import contextvars
 
-    from takefive.runner import _start_task
+    from takefive.runner import _TaskStarter
 
     var: contextvars.ContextVar[int] = contextvars.ContextVar("var", default=0)
     seen: list[tuple[str, object]] = []
@@ -452,13 +519,14 @@ async def test_requests_start_eagerly_as_tasks() -> None:
         return 7
 
     loop = asyncio.get_running_loop()
+    _start_task = _TaskStarter(loop).start
     started: asyncio.Future[asyncio.Task[None]] = loop.create_future()
 
     def reader_callback() -> None:  # like the runner's reader: outside any task
-        task = _start_task(loop, quick(1))
+        task = _start_task(quick(1))
         seen.append(("done", task.done()))
         seen.append(("leaked", var.get()))
-        slow = _start_task(loop, waits())  # type: ignore[arg-type]
+        slow = _start_task(waits())  # type: ignore[arg-type]
         seen.append(("waiting", slow.done()))
         started.set_result(slow)
 
@@ -466,7 +534,7 @@ async def test_requests_start_eagerly_as_tasks() -> None:
     slow = await started
     assert await slow == 7  # type: ignore[comparison-overlap]
     # Inside a task (the runner's drain at shutdown): eager on 3.12, scheduled on 3.11.
-    await _start_task(loop, quick(2))
+    await _start_task(quick(2))
     assert var.get() == 0
     assert seen == [
         ("quick", True),

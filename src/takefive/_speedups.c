@@ -154,6 +154,7 @@ parse_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     payload = PyBytes_FromStringAndSize((const char *)data + body, (Py_ssize_t)body_len);
     if (payload == NULL)
         goto done;
+#if PY_VERSION_HEX < 0x030E0000
     message = ((PyTypeObject *)message_type)->tp_alloc((PyTypeObject *)message_type, 5);
     if (message == NULL)
         goto done;
@@ -164,6 +165,24 @@ parse_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyTuple_SET_ITEM(message, 3, headers);
     PyTuple_SET_ITEM(message, 4, payload);
     return message;
+#else
+    /* 3.14 tuples cache their hash in a field tp_alloc does not set: let tuple.__new__
+       build the message. */
+    {
+        PyObject *items = PyTuple_Pack(5, sender, conn_id, path, headers, payload);
+        PyObject *call_args = items == NULL ? NULL : PyTuple_Pack(1, items);
+        if (call_args != NULL)
+            message = PyTuple_Type.tp_new((PyTypeObject *)message_type, call_args, NULL);
+        Py_XDECREF(call_args);
+        Py_XDECREF(items);
+        Py_DECREF(sender);
+        Py_DECREF(conn_id);
+        Py_DECREF(path);
+        Py_DECREF(headers);
+        Py_DECREF(payload);
+        return message;
+    }
+#endif
 
 done:
     Py_DECREF(sender);
@@ -189,8 +208,13 @@ encode_reply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *uuid = args[0], *conn_id = args[1], *data = args[2];
-    if (!PyBytes_CheckExact(uuid) || !PyBytes_CheckExact(data) ||
-        !PyUnicode_CheckExact(conn_id) || !PyUnicode_IS_ASCII(conn_id))
+    if (!PyBytes_CheckExact(uuid) || !PyBytes_CheckExact(data) || !PyUnicode_CheckExact(conn_id))
+        Py_RETURN_NONE;
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(conn_id) < 0) /* a legacy string made by a deprecated API */
+        return NULL;
+#endif
+    if (!PyUnicode_IS_ASCII(conn_id))
         Py_RETURN_NONE;
     Py_ssize_t id_len = PyUnicode_GET_LENGTH(conn_id);
     const char *id = (const char *)PyUnicode_1BYTE_DATA(conn_id);

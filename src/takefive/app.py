@@ -8,6 +8,7 @@ through which :meth:`App.deliver` and :meth:`App.close` reach connections later.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import re
@@ -164,9 +165,15 @@ class App:
         control message (``METHOD`` JSON) that is not a request.
         """
         started = self.start(request)
-        if isinstance(started, tuple):
-            return await self.finish(request, started[0])
-        return started
+        if not isinstance(started, tuple):
+            return started
+        awaitable, context = started
+        if context is None:
+            return await self.finish(request, awaitable)
+        # a plain handler returned an awaitable: the rest runs in the handler's context
+        return await asyncio.get_running_loop().create_task(
+            self.finish(request, awaitable), context=context
+        )
 
     def start(self, request: Request) -> Response | Pending | None:
         """The part of :meth:`handle` that needs no ``await``; never raises.
@@ -215,7 +222,9 @@ class App:
             if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
                 return result, copy_context()
             return self._answer(request, result)
-        except Exception as exc:
+        # CancelledError here is no cancellation of ours (no task runs a plain handler):
+        # e.g. .result() of a cancelled future. An error like any other.
+        except (Exception, asyncio.CancelledError) as exc:
             return self._failed(request, exc)
 
     async def finish(self, request: Request, awaitable: Awaitable[Any]) -> Response | None:
@@ -233,7 +242,7 @@ class App:
             request, result if isinstance(result, Response) else to_response(result)
         )
 
-    def _failed(self, request: Request, error: Exception) -> Response:
+    def _failed(self, request: Request, error: BaseException) -> Response:
         """The response for an exception from routing or a handler (called in ``except``)."""
         if isinstance(error, HTTPError):
             response = self._error_response(request, error)

@@ -111,8 +111,9 @@ class HandlerServer:
         self._paused: list[_Reader] = []
         self._stopping = asyncio.Event()
         self._ready = asyncio.Event()
-        # Cached: on 3.11, asyncio.get_running_loop() makes a getpid() system call.
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # Made once the loop runs (on 3.11 asyncio.get_running_loop() makes a getpid()
+        # system call: not once per request).
+        self._starter: _TaskStarter | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -161,7 +162,8 @@ class HandlerServer:
                 ", ".join(f"{e.send_spec} -> {e.recv_spec}" for e in self.endpoints),
             )
             self._ready.set()
-            loop = self._loop = asyncio.get_running_loop()
+            loop = asyncio.get_running_loop()
+            self._starter = _TaskStarter(loop)
             for pull, pub, shadow in zip(pulls, pubs, self._outbox.pubs, strict=True):
                 reader = _Reader(self, zmq.Socket.shadow(pull.underlying), shadow, loop)
                 readers.append(reader)
@@ -269,14 +271,14 @@ class HandlerServer:
             log.exception("internal error serving %s %s", message.sender, message.conn_id)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], context: Context | None = None) -> None:
-        task = _start_task(self._loop or self._running_loop(), coro, context)
+        task = (self._starter or self._new_starter()).start(coro, context)
         if not task.done():  # it waits for something: in flight until done
             self._tasks.add(task)
             task.add_done_callback(self._done)
 
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
-        loop = self._loop = asyncio.get_running_loop()
-        return loop
+    def _new_starter(self) -> _TaskStarter:
+        starter = self._starter = _TaskStarter(asyncio.get_running_loop())
+        return starter
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -374,64 +376,82 @@ class _Reader:
             except zmq.ZMQError as exc:  # closed under us while shutting down
                 log.debug("request socket: %s", exc)
                 return
-            dispatch(frame, pub)
+            try:
+                dispatch(frame, pub)
+            except BaseException:  # KeyboardInterrupt, SystemExit: on their way out
+                # ZeroMQ's descriptor only signals new arrivals: read on, or what is
+                # queued already waits for the next one.
+                self.loop.call_soon(self.read)
+                raise
         self.loop.call_soon(self.read)  # more may be waiting: let the loop breathe first
 
 
-if sys.version_info >= (3, 12):
+class _TaskStarter:
+    """Starts the tasks of one event loop *eagerly*: inline, as the current task, until
+    they first wait. Most requests then cost no scheduling and no extra turn of the loop.
 
-    def _start_task(
-        loop: asyncio.AbstractEventLoop,
-        coro: Coroutine[Any, Any, None],
-        context: Context | None = None,
-    ) -> asyncio.Task[None]:
-        """Run ``coro`` eagerly: inline, as the current task, until it first waits.
+    On 3.12+ that is ``eager_start``. Python 3.11 has none, and running the first step
+    outside a task would break ``asyncio.timeout()``, ``TaskGroup`` and ``current_task()``
+    in handlers. So the task is made as usual, but the first step that ``Task()`` hands
+    to ``loop.call_soon`` is taken back and run at once, in the task's context (the C
+    step itself makes the task current while it runs). That saves a loop handle, a turn
+    of the loop and a done callback per request. Anything unexpected (a task factory, a
+    ``call_soon`` already shadowed, a call from inside a task, ``Task()`` asking for
+    anything but one callback) falls back to the plain, scheduled task.
 
-        Most requests finish without waiting for anything, and then cost no
-        scheduling and no extra turn of the event loop.
-        """
-        return asyncio.Task(coro, loop=loop, context=context, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+    One per loop, used from that loop's thread only (what it captures is its own).
+    """
 
-else:
-    # Python 3.11 has no eager tasks, and running the first step outside a task would
-    # break asyncio.timeout(), TaskGroup and current_task() in handlers. So the task is
-    # made as usual, but the first step that Task() hands to loop.call_soon is taken
-    # back and run at once, in the task's context (the C step itself makes the task
-    # current while it runs). This is what 3.12's eager_start does; it saves a loop
-    # handle, a turn of the loop and a done callback for every request that does not
-    # wait. Anything unexpected falls back to the plain, scheduled task.
-    _captured: list[tuple[Any, Any]] = []
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._captured: list[tuple[Any, tuple[Any, ...], Any]] = []
+        captured = self._captured
 
-    def _capture(callback: Any, *args: Any, context: Any = None) -> None:
-        _captured.append((callback, context))
+        def capture(callback: Any, *args: Any, context: Any = None) -> None:
+            captured.append((callback, args, context))
 
-    _current_task = asyncio.current_task
+        self._capture = capture
 
-    def _start_task(
-        loop: asyncio.AbstractEventLoop,
-        coro: Coroutine[Any, Any, None],
-        context: Context | None = None,
-    ) -> asyncio.Task[None]:
-        """Run ``coro`` as a task, eagerly when called outside any task."""
-        if _current_task(loop) is not None:  # a step cannot run inside another task
-            return loop.create_task(coro, context=context)
-        try:
-            loop.call_soon = _capture  # type: ignore[method-assign,assignment]
-        except AttributeError:  # a loop without an instance __dict__
-            return loop.create_task(coro, context=context)
-        try:
-            task = asyncio.Task(coro, loop=loop, context=context)
-        finally:
-            del loop.call_soon
-        captured = _captured[:]
-        _captured.clear()
-        if len(captured) == 1:
-            step, step_context = captured[0]
-            step_context.run(step)
-        else:  # not what Task() does on 3.11: schedule what it asked for, as asked
-            for step, step_context in captured:
-                loop.call_soon(step, context=step_context)
-        return task
+    if sys.version_info >= (3, 12):
+
+        def start(
+            self, coro: Coroutine[Any, Any, None], context: Context | None = None
+        ) -> asyncio.Task[None]:
+            loop = self.loop
+            if loop.get_task_factory() is not None:
+                return loop.create_task(coro, context=context)
+            return asyncio.Task(coro, loop=loop, context=context, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+
+    else:
+
+        def start(
+            self, coro: Coroutine[Any, Any, None], context: Context | None = None
+        ) -> asyncio.Task[None]:
+            loop = self.loop
+            if (
+                _current_task(loop) is not None  # a step cannot run inside another task
+                or loop.get_task_factory() is not None
+                or "call_soon" in getattr(loop, "__dict__", ("call_soon",))
+            ):
+                return loop.create_task(coro, context=context)
+            captured = self._captured
+            try:
+                loop.call_soon = self._capture  # type: ignore[method-assign,assignment]
+                task = asyncio.Task(coro, loop=loop, context=context)
+            finally:
+                del loop.call_soon
+                steps = captured[:]
+                captured.clear()
+            if len(steps) == 1:
+                step, args, step_context = steps[0]
+                step_context.run(step, *args)
+            else:  # not what Task() does on 3.11: schedule what it asked for, as asked
+                for step, args, step_context in steps:
+                    loop.call_soon(step, *args, context=step_context)
+            return task
+
+
+_current_task = asyncio.current_task
 
 
 # ---------------------------------------------------------------------- running
