@@ -411,6 +411,8 @@ class _TaskStarter:
             captured.append((callback, args, context))
 
         self._capture = capture
+        # No instance __dict__: call_soon cannot be shadowed, so never eager (3.11).
+        self._instance_dict: dict[str, Any] = getattr(loop, "__dict__", {"call_soon": None})
 
     if sys.version_info >= (3, 12):
 
@@ -431,21 +433,24 @@ class _TaskStarter:
             if (
                 _current_task(loop) is not None  # a step cannot run inside another task
                 or loop.get_task_factory() is not None
-                or "call_soon" in getattr(loop, "__dict__", ("call_soon",))
+                or "call_soon" in self._instance_dict
             ):
                 return loop.create_task(coro, context=context)
             captured = self._captured
             try:
                 loop.call_soon = self._capture  # type: ignore[method-assign,assignment]
                 task = asyncio.Task(coro, loop=loop, context=context)
+            except BaseException:
+                captured.clear()
+                raise
             finally:
                 del loop.call_soon
-                steps = captured[:]
-                captured.clear()
-            if len(steps) == 1:
-                step, args, step_context = steps[0]
+            if len(captured) == 1:
+                step, args, step_context = captured.pop()
                 step_context.run(step, *args)
             else:  # not what Task() does on 3.11: schedule what it asked for, as asked
+                steps = captured[:]
+                captured.clear()
                 for step, args, step_context in steps:
                     loop.call_soon(step, *args, context=step_context)
             return task
