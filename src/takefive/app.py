@@ -219,7 +219,7 @@ class App:
         """Call a plain function handler (in the request's own context)."""
         try:
             result = fn(request, **params) if params else fn(request)
-            if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
+            if not isinstance(result, _PLAIN_RESULTS) and inspect.isawaitable(result):
                 return result, copy_context()
             return self._answer(request, result)
         # CancelledError here is no cancellation of ours (no task runs a plain handler):

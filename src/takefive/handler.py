@@ -47,7 +47,9 @@ class _Hold:
 HOLD: Final = _Hold()
 
 
-_PLAIN_RESULTS = frozenset({Response, str, bytes, dict, list, type(None)})
+#: Handler results that are answers, never awaitables (subclasses included): for these
+#: isinstance() spares inspect.isawaitable() (3,300 instructions for a Response).
+_PLAIN_RESULTS = (Response, str, bytes, dict, list, type(None))
 
 
 async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -55,7 +57,7 @@ async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     result = fn(*args, **kwargs)
     if type(result) is CoroutineType:
         return await result
-    if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
+    if not isinstance(result, _PLAIN_RESULTS) and inspect.isawaitable(result):
         return await result
     return result
 
@@ -171,7 +173,7 @@ class Endpoint:
         result = fn(request, **params)
         if type(result) is CoroutineType:
             return await result
-        if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
+        if not isinstance(result, _PLAIN_RESULTS) and inspect.isawaitable(result):
             return await result
         return result
 
