@@ -1050,3 +1050,22 @@ def test_known_headers_cache_is_bounded() -> None:
     parse_request(request_frame(big))
     assert big not in wire._known_headers
     assert all(len(key) <= wire._KNOWN_HEADERS_MAX_BYTES for key in wire._known_headers)
+
+
+@pytest.mark.parametrize("conn_id", ["0", "7", 42, "123456789012345678901234567890"])
+def test_encode_reply_is_encode_response_for_one_id(conn_id: str | int) -> None:
+    for data in (b"", b"HTTP/1.1 200 OK\r\n\r\nhi"):
+        assert (
+            wire.encode_reply(UUID, conn_id, data) == wire.encode_response(UUID, conn_id, data)[0]
+        )
+        assert wire.parse_response(wire.encode_reply(UUID, conn_id, data)).conn_ids == [
+            str(conn_id)
+        ]
+
+
+@pytest.mark.parametrize("conn_id", ["", "-1", "1 2", "x", True, None])
+def test_encode_reply_refuses_what_encode_response_refuses(conn_id: object) -> None:
+    with pytest.raises(ProtocolError):
+        wire.encode_reply(UUID, conn_id, b"x")  # type: ignore[arg-type]
+    with pytest.raises(ProtocolError):
+        wire.encode_reply("not a uuid!", "7", b"x")

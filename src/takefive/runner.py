@@ -79,6 +79,15 @@ class _Outbox:
                 # PUB never blocks: past its high-water mark it drops, which SNDHWM makes rare.
                 send_message(pub, message)
 
+    def reply(self, sender: str, conn_id: str, data: bytes) -> None:
+        """The response to a request: one connection, of a front end known to this
+        process (its request came in on one of our sockets)."""
+        socket = self.routes.get(sender)
+        if socket is None:
+            self.deliver(sender, conn_id, data)
+        else:
+            send_message(socket, wire.encode_reply(sender, conn_id, data))
+
 
 class HandlerServer:
     """Runs ``app`` against ``endpoints`` until :meth:`stop` is called."""
@@ -291,9 +300,9 @@ class HandlerServer:
     def _send(self, request: Request, response: Response) -> None:
         keep_alive = request.keep_alive
         data = response.render(head=request.method == "HEAD", keep_alive=keep_alive)
-        self._outbox.deliver(request.sender, request.conn_id, data)
+        self._outbox.reply(request.sender, request.conn_id, data)
         if not keep_alive:
-            self._outbox.deliver(request.sender, request.conn_id, b"")
+            self._outbox.reply(request.sender, request.conn_id, b"")
 
     async def _finish(self, request: Request, awaitable: Awaitable[Any]) -> None:
         try:

@@ -48,6 +48,7 @@ __all__ = [
     "encode_close",
     "encode_control",
     "encode_disconnect",
+    "encode_reply",
     "encode_request",
     "encode_response",
     "parse_request",
@@ -471,6 +472,15 @@ def encode_response(
         joined = b" ".join(ids[i : i + MAX_IDS_PER_MESSAGE])
         messages.append(b"%b %d:%b, %b" % (uuid, len(joined), joined, data))
     return messages
+
+
+def encode_reply(sender: str | bytes, conn_id: str | int, data: bytes) -> bytes:
+    """The one frame that sends ``data`` to connection ``conn_id`` of front end ``sender``."""
+    if _c_encode_reply is not None:
+        message = _c_encode_reply(_sender_bytes(sender), conn_id, data)
+        if message is not None:
+            return message
+    return encode_response(sender, conn_id, data)[0]
 
 
 def encode_close(sender: str | bytes, conn_ids: str | int | Iterable[str | int]) -> list[bytes]:
