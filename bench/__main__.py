@@ -8,6 +8,7 @@ python -m bench handler-only        the ZeroMQ-only figure alone
 python -m bench soak --requests 2000000
 python -m bench profile --stack takefive-m2-1 --route hello
 python -m bench render [RESULTS.json]   regenerate docs/performance.md and .png
+python -m bench paired --stacks raw-m2,takefive-m2-1   A B A B windows: median ratio
 """
 
 from __future__ import annotations
@@ -102,6 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--duration", type=float, default=10.0)
     prof.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     prof.add_argument("--format", default="flamegraph", choices=("flamegraph", "speedscope", "raw"))
+
+    paired = sub.add_parser(
+        "paired", help="two stacks up at once, measured in turns: median ratio of the pairs"
+    )
+    paired.add_argument("--stacks", default="raw-m2,takefive-m2-1", help="A,B (B's ratio to A)")
+    paired.add_argument("--route", default="hello", choices=content.ROUTES)
+    paired.add_argument("--connections", type=int, action="append")
+    paired.add_argument("--rounds", type=int, default=5)
+    paired.add_argument("--duration", type=float, default=5.0, help="seconds per window")
 
     render = sub.add_parser("render", help="regenerate docs/performance.md/.png from a JSON")
     render.add_argument("results", nargs="?", help="a bench/results/*.json (default: latest)")
@@ -246,6 +256,36 @@ def _render(path: str | None) -> int:
     return 0
 
 
+def cmd_paired(args: argparse.Namespace) -> int:
+    import json
+
+    from bench import paired
+
+    known = by_name()
+    names = [n for n in args.stacks.split(",") if n]
+    if len(names) != 2 or any(n not in known for n in names):
+        raise SystemExit(f"--stacks takes two of: {', '.join(known)}")
+    if args.rounds < 1 or args.duration <= 0:
+        raise SystemExit("--rounds must be at least 1 and --duration positive")
+    result = paired.measure(
+        known[names[0]],
+        known[names[1]],
+        args.route,
+        tuple(args.connections or (50, 200)),
+        args.rounds,
+        args.duration,
+    )
+    for level in result["levels"]:
+        print(
+            f"  {args.route} c={level['connections']}: {names[1]} / {names[0]} median "
+            f"{level['median']:.2f}x (pairs {level['min']:.2f}-{level['max']:.2f}x; "
+            f"{names[0]} {level['a_rps']}, {names[1]} {level['b_rps']} req/s)",
+            flush=True,
+        )
+    print(json.dumps(result))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command or "run"
@@ -259,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_soak(args)
     if command == "profile":
         return cmd_profile(args)
+    if command == "paired":
+        return cmd_paired(args)
     return _render(args.results)
 
 

@@ -460,3 +460,25 @@ def test_a_failed_stack_counts_as_not_measured() -> None:
     assert targets["floor"]["detail"] == "not measured"
     text = report.render_markdown(data, None)
     assert "| takefive + Mongrel2, 1 handler | 1.50x" not in text
+
+
+def test_paired_ratios_are_per_pair_with_their_spread() -> None:
+    from bench.paired import pair_ratios
+
+    out = pair_ratios([100.0, 200.0, 150.0], [90.0, 210.0, 120.0])
+    assert out["ratios"] == [0.9, 1.05, 0.8]
+    assert out["median"] == pytest.approx(0.9)
+    assert (out["min"], out["max"]) == (pytest.approx(0.8), pytest.approx(1.05))
+    with pytest.raises(ValueError):
+        pair_ratios([1.0], [1.0, 2.0])
+    with pytest.raises(ValueError):
+        pair_ratios([0.0], [1.0])
+
+
+def test_paired_command_refuses_unknown_stacks() -> None:
+    from bench.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["paired", "--stacks", "raw-m2,nope"])
+    with pytest.raises(SystemExit):
+        main(["paired", "--stacks", "raw-m2,takefive-m2-1", "--rounds", "0"])

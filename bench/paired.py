@@ -1,0 +1,98 @@
+"""A paired measurement of two stacks: both up at once, measured in turns, A B A B ...
+
+On a noisy machine (a shared VM whose speed drifts by 30-40% over minutes) the ratio of two
+stacks measured minutes apart carries the drift. Here both stacks run side by side (the idle
+one costs nothing) and wrk drives them in alternation with short windows, so each pair of
+windows sees nearly the same machine; the figure is the median of the per-pair ratios, with
+their spread. A tool to check a borderline ratio, e.g. the floor:
+
+    python -m bench paired --stacks raw-m2,takefive-m2-1 --route hello --rounds 5
+
+Not part of the full run, and no target is judged from it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from bench import content, wrk
+from bench.procs import ProcessGroup
+from bench.stackdefs import Launch, Stack, sanity_check, wait_ready
+
+
+def pair_ratios(a_rps: list[float], b_rps: list[float]) -> dict[str, Any]:
+    """B/A per pair of windows: the median, the lowest and the highest, and every one."""
+    if len(a_rps) != len(b_rps) or not a_rps:
+        raise ValueError("one B window per A window, at least one pair")
+    ratios = [b / a for a, b in zip(a_rps, b_rps, strict=True) if a > 0]
+    if not ratios:
+        raise ValueError("stack A answered nothing")
+    return {
+        "median": statistics.median(ratios),
+        "min": min(ratios),
+        "max": max(ratios),
+        "ratios": [round(r, 4) for r in ratios],
+    }
+
+
+def _start(stack: Stack, stop: ExitStack) -> Launch:
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-paired-{stack.name}-"))
+    stop.callback(shutil.rmtree, workdir, ignore_errors=True)
+    group = ProcessGroup(workdir)
+    stop.callback(group.stop)
+    launch = Launch(group, workdir)
+    stack.start(launch)
+    wait_ready(launch)
+    sanity_check(launch, stack.handlers)
+    return launch
+
+
+def measure(
+    a: Stack,
+    b: Stack,
+    route: str,
+    connections: tuple[int, ...],
+    rounds: int,
+    seconds: float,
+    warmup: float = 2.0,
+) -> dict[str, Any]:
+    """``rounds`` pairs of ``seconds`` windows per connection level; B's ratio to A."""
+    for stack in (a, b):
+        reason = stack.unavailable()
+        if reason:
+            raise RuntimeError(f"{stack.name} cannot run here: {reason}")
+    out: dict[str, Any] = {
+        "a": a.name,
+        "b": b.name,
+        "route": route,
+        "rounds": rounds,
+        "seconds": seconds,
+        "levels": [],
+    }
+    with ExitStack() as stop:
+        launches = (_start(a, stop), _start(b, stop))
+        for level in connections:
+            urls = [launch.url + content.PATHS[route] for launch in launches]
+            for url in urls:  # both warm, then the pairs
+                wrk.run(url, level, warmup)
+            rps: tuple[list[float], list[float]] = ([], [])
+            for _ in range(rounds):
+                for side, url in enumerate(urls):
+                    result = wrk.run(url, level, seconds)
+                    if result.non2xx or result.total_socket_errors:
+                        raise RuntimeError(f"errors from {url}: {result.to_json()}")
+                    rps[side].append(result.rps)
+            out["levels"].append(
+                {
+                    "connections": level,
+                    "a_rps": [round(r) for r in rps[0]],
+                    "b_rps": [round(r) for r in rps[1]],
+                    **pair_ratios(*rps),
+                }
+            )
+    return out
