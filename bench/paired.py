@@ -18,11 +18,12 @@ import statistics
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import content, wrk
-from bench.procs import ProcessGroup
-from bench.stackdefs import Launch, Stack, sanity_check, wait_ready
+
+if TYPE_CHECKING:  # the stacks need psutil (the bench extra); pair_ratios does not
+    from bench.stackdefs import Launch, Stack
 
 
 def pair_ratios(a_rps: list[float], b_rps: list[float]) -> dict[str, Any]:
@@ -41,6 +42,9 @@ def pair_ratios(a_rps: list[float], b_rps: list[float]) -> dict[str, Any]:
 
 
 def _start(stack: Stack, stop: ExitStack) -> Launch:
+    from bench.procs import ProcessGroup
+    from bench.stackdefs import Launch, sanity_check, wait_ready
+
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-paired-{stack.name}-"))
     stop.callback(shutil.rmtree, workdir, ignore_errors=True)
     group = ProcessGroup(workdir)

@@ -474,11 +474,3 @@ def test_paired_ratios_are_per_pair_with_their_spread() -> None:
     with pytest.raises(ValueError):
         pair_ratios([0.0], [1.0])
 
-
-def test_paired_command_refuses_unknown_stacks() -> None:
-    from bench.__main__ import main
-
-    with pytest.raises(SystemExit):
-        main(["paired", "--stacks", "raw-m2,nope"])
-    with pytest.raises(SystemExit):
-        main(["paired", "--stacks", "raw-m2,takefive-m2-1", "--rounds", "0"])
