@@ -390,3 +390,27 @@ async def test_a_cancelled_task_breaks_the_dispatcher(caplog: pytest.LogCaptureF
             assert "receive task was cancelled" in caplog.text
         finally:
             raw.close()
+
+
+async def test_a_failed_send_to_a_worker_that_answered_and_left_keeps_the_answer() -> None:
+    """The worker answers, says DISCONNECT and closes at once; before the dispatcher reads
+    that, a heartbeat to it fails. The answer waiting unread is the call's result, not
+    WorkerLost (seen in CI with the C worker stopping gracefully mid-call)."""
+    async with Dispatcher(timeout=10) as d:
+        raw = RawWorker(d.endpoint, hb_ms=5000)
+        try:
+            await d.wait_for_workers(1)
+            task = asyncio.ensure_future(d.call("echo", 7))
+            request = await raw.next(wp.Request)
+            assert isinstance(request, wp.Request)
+            (worker,) = d._workers.values()
+            raw.sock.send_multipart(wp.encode_reply(request.job_id, b"7"))
+            raw.sock.send_multipart(wp.encode_disconnect())
+        finally:
+            raw.close()
+        # The event loop is held (no await): the answer reaches the dispatcher's socket
+        # but is not read, as when its heartbeat task runs first.
+        time.sleep(0.3)  # noqa: ASYNC251 (holding the loop is the point)
+        d._unreachable(worker)  # what the heartbeat task does when the send fails
+        assert await asyncio.wait_for(task, 5) == 7
+        assert not d.workers()

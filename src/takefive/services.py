@@ -411,6 +411,15 @@ class Dispatcher(AsyncClosing, Breakable[ServiceError]):
         if not call.future.done():
             call.future.set_exception(kind(message, code=code, job_id=call.job_id))
 
+    def _unreachable(self, worker: _Worker) -> None:
+        """A send to ``worker`` failed: it has gone. Its answer to the call it was running
+        may still wait unread here (it answered, then left): handle what has arrived
+        first, so an answered call is not counted as lost."""
+        if worker.call is not None and self._broken is None:
+            self._handle_received()
+        if self._workers.get(worker.identity) is worker:  # not gone by its own DISCONNECT
+            self._lose(worker, "could not be reached")
+
     def _lose(self, worker: _Worker, why: str) -> None:
         """Forget ``worker``; retry or fail the call it was running."""
         if self._broken is not None:  # every worker is forgotten already
@@ -472,7 +481,7 @@ class Dispatcher(AsyncClosing, Breakable[ServiceError]):
 
     async def _receive(self) -> None:
         """Runs until close(); if it stops otherwise, _task_stopped breaks the dispatcher."""
-        router, router_now = self._router, self._out
+        router = self._router
         while True:
             try:
                 frames = await router.recv_multipart()
@@ -480,12 +489,17 @@ class Dispatcher(AsyncClosing, Breakable[ServiceError]):
                 continue
             # Then whatever else is already here, without a trip through the loop each.
             self._on_message_safely(frames)
-            for _ in range(10_000):
-                try:
-                    frames = recv_frames(router_now, zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                self._on_message_safely(frames)
+            self._handle_received()
+
+    def _handle_received(self) -> None:
+        """Handle the messages already received (at most 10,000), without waiting."""
+        router_now = self._out
+        for _ in range(10_000):
+            try:
+                frames = recv_frames(router_now, zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            self._on_message_safely(frames)
 
     def _on_message_safely(self, frames: list[bytes]) -> None:
         try:
@@ -564,7 +578,7 @@ class Dispatcher(AsyncClosing, Breakable[ServiceError]):
                     continue
                 if now >= worker.next_heartbeat:
                     if not self._send(worker, wp.encode_heartbeat()):
-                        self._lose(worker, "could not be reached")
+                        self._unreachable(worker)
                         continue
                     worker.next_heartbeat = now + worker.heartbeat
                 wait = min(wait, worker.heartbeat / 2)
