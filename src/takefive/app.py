@@ -26,6 +26,7 @@ from takefive.websocket import (
     POLICY_VIOLATION,
     WebSocketHandler,
 )
+from takefive.wire import _CONTROL_METHODS
 
 __all__ = ["HOLD", "App", "Outbox", "Pending"]
 
@@ -35,7 +36,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 W = TypeVar("W", bound=type[WebSocketHandler])
 
 #: Front end messages that are not requests for a route (credits, disconnects, ...).
-_CONTROL_METHODS = frozenset({"JSON", "XML"})
 _SPECIAL_METHODS = _CONTROL_METHODS | {"WEBSOCKET", "WEBSOCKET_HANDSHAKE"}
 
 

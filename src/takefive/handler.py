@@ -170,12 +170,7 @@ class Endpoint:
                 if method == "OPTIONS":
                     return _options_response(self.allowed)
                 raise HTTPError(405, headers={"Allow": self.allow})
-        result = fn(request, **params)
-        if type(result) is CoroutineType:
-            return await result
-        if not isinstance(result, _PLAIN_RESULTS) and inspect.isawaitable(result):
-            return await result
-        return result
+        return await call(fn, request, **params)
 
     def __repr__(self) -> str:
         target = self.handler_class or self.functions

@@ -120,8 +120,8 @@ class HandlerServer:
         self._paused: list[_Reader] = []
         self._stopping = asyncio.Event()
         self._ready = asyncio.Event()
-        # Made once the loop runs (on 3.11 asyncio.get_running_loop() makes a getpid()
-        # system call: not once per request).
+        # Made at the first request, on the running loop (on 3.11 get_running_loop()
+        # makes a getpid() system call: not once per request).
         self._starter: _TaskStarter | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -172,7 +172,6 @@ class HandlerServer:
             )
             self._ready.set()
             loop = asyncio.get_running_loop()
-            self._starter = _TaskStarter(loop)
             for pull, pub, shadow in zip(pulls, pubs, self._outbox.pubs, strict=True):
                 reader = _Reader(self, zmq.Socket.shadow(pull.underlying), shadow, loop)
                 readers.append(reader)
