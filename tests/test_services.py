@@ -392,6 +392,28 @@ async def test_a_cancelled_task_breaks_the_dispatcher(caplog: pytest.LogCaptureF
             raw.close()
 
 
+async def test_a_heartbeat_waiting_unread_at_the_deadline_keeps_the_worker() -> None:
+    """The worker's heartbeat has reached the dispatcher's socket, but the timer that
+    checks deadlines runs before the reader: the worker has not been silent (seen in CI:
+    a Ruby worker lost twice in a row mid-call on a loaded machine)."""
+    async with Dispatcher(timeout=10) as d:
+        raw = RawWorker(d.endpoint, hb_ms=100)
+        try:
+            await d.wait_for_workers(1)
+            (worker,) = d._workers.values()
+            raw.sock.send_multipart(wp.encode_heartbeat())
+            time.sleep(0.2)  # noqa: ASYNC251 (the loop is held: the heartbeat waits unread)
+            now = time.monotonic()
+            worker.expires = now - 0.01  # what its deadline was before that heartbeat
+            assert not d._expire(worker, now)
+            assert d.workers() and worker.expires > now
+            # Really silent: forgotten.
+            assert d._expire(worker, worker.expires + 0.01)
+            assert not d.workers()
+        finally:
+            raw.close()
+
+
 async def test_a_failed_send_to_a_worker_that_answered_and_left_keeps_the_answer() -> None:
     """The worker answers, says DISCONNECT and closes at once; before the dispatcher reads
     that, a heartbeat to it fails. The answer waiting unread is the call's result, not

@@ -420,6 +420,24 @@ class Dispatcher(AsyncClosing, Breakable[ServiceError]):
         if self._workers.get(worker.identity) is worker:  # not gone by its own DISCONNECT
             self._lose(worker, "could not be reached")
 
+    def _expire(self, worker: _Worker, now: float) -> bool:
+        """Forget ``worker`` if it has said nothing by its deadline; True if it is gone.
+
+        Its last heartbeat may be waiting unread (this timer can run before the socket's
+        reader in a turn of the loop, and a busy machine delays both): what has arrived
+        is handled before the worker is blamed for silence.
+        """
+        if now <= worker.expires:
+            return False
+        if self._broken is None:
+            self._handle_received()
+        if self._workers.get(worker.identity) is not worker:  # it left, or said READY again
+            return True
+        if now <= worker.expires:  # it had spoken in time
+            return False
+        self._lose(worker, f"sent nothing for {worker.heartbeat * self.liveness:g}s")
+        return True
+
     def _lose(self, worker: _Worker, why: str) -> None:
         """Forget ``worker``; retry or fail the call it was running."""
         if self._broken is not None:  # every worker is forgotten already
@@ -573,8 +591,7 @@ class Dispatcher(AsyncClosing, Breakable[ServiceError]):
                     worker.expires += lag
             wait = 0.5
             for worker in list(self._workers.values()):
-                if now > worker.expires:
-                    self._lose(worker, f"sent nothing for {worker.heartbeat * self.liveness:g}s")
+                if self._expire(worker, now):
                     continue
                 if now >= worker.next_heartbeat:
                     if not self._send(worker, wp.encode_heartbeat()):
