@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from takefive import response as response_module
+from takefive.datastructures import ResponseHeaders
 from takefive.response import (
     TEXT,
     HTMLResponse,
@@ -443,3 +444,50 @@ def test_subclass_fast_constructors_match_the_general_one(status: int) -> None:
     assert enum_status.status is HTTPStatus.OK
     with pytest.raises(ValueError):
         PlainTextResponse("x", 42)
+
+
+@pytest.mark.parametrize("head", [False, True])
+@pytest.mark.parametrize("keep_alive", [True, False])
+def test_length_prefix_is_the_rendered_head_up_to_the_length(head: bool, keep_alive: bool) -> None:
+    used = 0
+    for r in _fast_path_cases():
+        prefix = r.length_prefix(head, keep_alive)
+        if prefix is not None:
+            used += 1
+            assert prefix.endswith(b"Content-Length: ")
+            expected = prefix + str(len(r.body)).encode() + b"\r\n\r\n" + r.body
+            assert r.render(head=head, keep_alive=keep_alive) == expected
+    assert used == (7 if keep_alive and not head else 0)
+
+
+def test_statuses_without_a_body_have_no_length_prefix() -> None:
+    for status in (100, 204, 304):
+        r = Response(b"", status=status, content_type="text/plain")
+        assert r.length_prefix() is None
+        assert b"Content-Length" not in r.render()
+
+
+def test_headers_are_built_when_asked_for_and_then_rendered() -> None:
+    r = PlainTextResponse("hi")
+    assert r.content_type == TEXT
+    assert r.length_prefix() is not None
+    r.headers["X-A"] = "1"  # asking for the headers builds them from the Content-Type
+    assert r.headers.items() == [("Content-Type", TEXT), ("X-A", "1")]
+    assert r.length_prefix() is None  # now rendered from the headers
+    assert b"\r\nX-A: 1\r\n" in r.render() and b"Content-Type: " + TEXT.encode() in r.render()
+    r.headers = ResponseHeaders([("Content-Type", "text/x-other")])
+    assert r.content_type == "text/x-other"
+    assert r.render() == (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/x-other\r\nContent-Length: 2\r\n\r\nhi"
+    )
+    empty = Response()
+    assert empty.content_type is None and empty.headers.items() == []
+    assert empty.render() == b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+
+def test_a_new_content_type_is_checked_once_then_rendered_from_the_cache() -> None:
+    r = Response("x", content_type="text/x-checked-once")
+    assert r.headers.items() == [("Content-Type", "text/x-checked-once")]
+    again = Response("y", content_type="text/x-checked-once")
+    assert again.length_prefix() is not None
+    assert b"Content-Type: text/x-checked-once\r\nContent-Length: 1\r\n\r\ny" in again.render()

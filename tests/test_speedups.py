@@ -59,6 +59,7 @@ def test_the_extension_is_in_use() -> None:
     assert wire.C_SPEEDUPS
     assert wire._c_parse_common is _speedups.parse_common
     assert wire._c_encode_reply is _speedups.encode_reply
+    assert wire._c_encode_sized_reply is _speedups.encode_sized_reply
 
 
 # --------------------------------------------------------------------------- parse_common
@@ -211,6 +212,65 @@ def test_encode_takes_only_exact_bytes() -> None:
     assert _speedups.encode_reply(SENDER.encode(), "7", bytearray(b"x")) is None  # type: ignore[arg-type]
     assert _speedups.encode_reply(SENDER, "7", b"x") is None  # type: ignore[arg-type]
     assert wire.encode_response(SENDER, "7", bytearray(b"x")) == [SENDER.encode() + b" 1:7, x"]  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- encode_sized_reply
+
+_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: "
+
+
+def sized_reference(sender: str, conn_id: str, head: bytes, body: bytes) -> bytes:
+    data = head + str(len(body)).encode() + b"\r\n\r\n" + body
+    return b"%b %d:%b, %b" % (sender.encode(), len(conn_id), conn_id.encode(), data)
+
+
+@pytest.mark.parametrize("conn_id", ["0", "7", "12345678901234567890", "1" * 64])
+@pytest.mark.parametrize("head", [b"", _HEAD])
+@pytest.mark.parametrize("body", [b"", b"Hello, World!", b"x" * 9, b"x" * 10, b"\x00" * 70_000])
+def test_encode_sized_agrees_with_the_python_code(conn_id: str, head: bytes, body: bytes) -> None:
+    wire.encode_reply(SENDER, "1", b"")  # the sender is known (checked) from here on
+    expected = sized_reference(SENDER, conn_id, head, body)
+    assert _speedups.encode_sized_reply(wire._sender_raw, SENDER, conn_id, head, body) == expected
+    assert wire.encode_sized_reply(SENDER, conn_id, head, body) == expected
+
+
+@given(st.integers(min_value=0, max_value=10**6))
+def test_encode_sized_writes_every_length_in_decimal(size: int) -> None:
+    wire.encode_reply(SENDER, "1", b"")
+    body = b"b" * size
+    assert _speedups.encode_sized_reply(
+        wire._sender_raw, SENDER, "3", b"H: ", body
+    ) == sized_reference(SENDER, "3", b"H: ", body)
+
+
+@pytest.mark.parametrize(
+    "conn_id", ["", "1 2", "-1", "1a", "\u0661\u0662", "1" * 65, 7, b"7", None, ["7"]]
+)
+def test_encode_sized_leaves_anything_else_to_the_python_code(conn_id: object) -> None:
+    wire.encode_reply(SENDER, "1", b"")
+    senders = wire._sender_raw
+    assert _speedups.encode_sized_reply(senders, SENDER, conn_id, b"h", b"x") is None
+    assert _speedups.encode_sized_reply(senders, OTHER + "-unknown", "7", b"h", b"x") is None
+    assert _speedups.encode_sized_reply(senders, SENDER.encode(), "7", b"h", b"x") is None  # type: ignore[arg-type]
+    assert _speedups.encode_sized_reply(senders, SENDER, "7", bytearray(b"h"), b"x") is None  # type: ignore[arg-type]
+    assert _speedups.encode_sized_reply(senders, SENDER, "7", b"h", memoryview(b"x")) is None  # type: ignore[arg-type]
+    assert _speedups.encode_sized_reply({SENDER: "not bytes"}, SENDER, "7", b"h", b"x") is None  # type: ignore[dict-item]
+    with pytest.raises(TypeError):
+        _speedups.encode_sized_reply([], SENDER, "7", b"h", b"x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _speedups.encode_sized_reply(senders, SENDER, "7", b"h")  # type: ignore[call-arg]
+
+
+def test_encode_sized_leaks_no_references() -> None:
+    wire.encode_reply(SENDER, "1", b"")
+    uuid = wire._sender_raw[SENDER]
+    head, body = _HEAD, b"Hello"
+    before = sys.getrefcount(uuid), sys.getrefcount(head), sys.getrefcount(body)
+    for _ in range(10_000):
+        assert _speedups.encode_sized_reply(wire._sender_raw, SENDER, "12", head, body)
+        assert _speedups.encode_sized_reply(wire._sender_raw, SENDER, "x", head, body) is None
+    gc.collect()
+    assert (sys.getrefcount(uuid), sys.getrefcount(head), sys.getrefcount(body)) == before
 
 
 # --------------------------------------------------------------------------- without it

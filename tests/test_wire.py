@@ -1069,3 +1069,24 @@ def test_encode_reply_refuses_what_encode_response_refuses(conn_id: object) -> N
         wire.encode_reply(UUID, conn_id, b"x")  # type: ignore[arg-type]
     with pytest.raises(ProtocolError):
         wire.encode_reply("not a uuid!", "7", b"x")
+
+
+@pytest.mark.parametrize("conn_id", ["0", "7", 42, "123456789012345678901234567890"])
+@pytest.mark.parametrize("sender", [UUID, UUID.encode(), "a-sender-seen-for-the-first-time-1"])
+def test_encode_sized_reply_is_encode_reply_of_head_length_and_body(
+    conn_id: str | int, sender: str | bytes
+) -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: "
+    for body in (b"", b"hi", b"x" * 1234):
+        data = head + str(len(body)).encode() + b"\r\n\r\n" + body
+        assert wire.encode_sized_reply(sender, conn_id, head, body) == wire.encode_reply(
+            sender, conn_id, data
+        )
+
+
+@pytest.mark.parametrize("conn_id", ["", "-1", "1 2", "x", True, None])
+def test_encode_sized_reply_refuses_what_encode_reply_refuses(conn_id: object) -> None:
+    with pytest.raises(ProtocolError):
+        wire.encode_sized_reply(UUID, conn_id, b"h", b"x")  # type: ignore[arg-type]
+    with pytest.raises(ProtocolError):
+        wire.encode_sized_reply("not a uuid!", "7", b"h", b"x")

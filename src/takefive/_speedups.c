@@ -194,6 +194,93 @@ done:
     return NULL;
 }
 
+/* Writes n (>= 0) in decimal at buf (room for 20 digits); returns the digit count. */
+static int
+format_size(char *buf, Py_ssize_t n)
+{
+    char tmp[24];
+    int len = 0;
+    do {
+        tmp[len++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n > 0);
+    for (int i = 0; i < len; i++)
+        buf[i] = tmp[len - 1 - i];
+    return len;
+}
+
+/* A connection id on the fast path: a str of 1 to 64 ASCII digits. Its bytes, or NULL
+   (no exception set, except for a legacy string that could not be readied). */
+static const char *
+digit_id(PyObject *conn_id, Py_ssize_t *id_len)
+{
+    if (!PyUnicode_CheckExact(conn_id))
+        return NULL;
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(conn_id) < 0) /* a legacy string made by a deprecated API */
+        return NULL;
+#endif
+    if (!PyUnicode_IS_ASCII(conn_id))
+        return NULL;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(conn_id);
+    const char *id = (const char *)PyUnicode_1BYTE_DATA(conn_id);
+    if (len == 0 || len > 64)
+        return NULL;
+    for (Py_ssize_t i = 0; i < len; i++) {
+        if (!is_digit((unsigned char)id[i]))
+            return NULL;
+    }
+    *id_len = len;
+    return id;
+}
+
+/*
+ * The frame "UUID SP LEN ':' ID ',' SP HEAD [DIGITS CRLF CRLF] BODY": one reply to one
+ * connection. With sized, DIGITS is the length of BODY in decimal (HEAD then ends with
+ * "Content-Length: "). Returns a new reference, or NULL with an exception set.
+ */
+static PyObject *
+build_reply(PyObject *uuid, const char *id, Py_ssize_t id_len, PyObject *head, PyObject *body,
+            int sized)
+{
+    char id_digits[24], size_digits[24];
+    int n_id_digits = format_size(id_digits, id_len);
+    Py_ssize_t uuid_len = PyBytes_GET_SIZE(uuid);
+    Py_ssize_t head_len = PyBytes_GET_SIZE(head);
+    Py_ssize_t body_len = body == NULL ? 0 : PyBytes_GET_SIZE(body);
+    int n_size_digits = sized ? format_size(size_digits, body_len) : 0;
+    /* uuid SP LEN ':' ID ',' SP: small; then HEAD, the size and CRLF CRLF, BODY */
+    Py_ssize_t total = uuid_len + 1 + n_id_digits + 1 + id_len + 2 + (sized ? n_size_digits + 4 : 0);
+    if (head_len > PY_SSIZE_T_MAX - total || body_len > PY_SSIZE_T_MAX - total - head_len)
+        return PyErr_NoMemory();
+    total += head_len + body_len;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, total);
+    if (out == NULL)
+        return NULL;
+    char *p = PyBytes_AS_STRING(out);
+    memcpy(p, PyBytes_AS_STRING(uuid), (size_t)uuid_len);
+    p += uuid_len;
+    *p++ = ' ';
+    memcpy(p, id_digits, (size_t)n_id_digits);
+    p += n_id_digits;
+    *p++ = ':';
+    memcpy(p, id, (size_t)id_len);
+    p += id_len;
+    *p++ = ',';
+    *p++ = ' ';
+    memcpy(p, PyBytes_AS_STRING(head), (size_t)head_len);
+    p += head_len;
+    if (sized) {
+        memcpy(p, size_digits, (size_t)n_size_digits);
+        p += n_size_digits;
+        memcpy(p, "\r\n\r\n", 4);
+        p += 4;
+    }
+    if (body_len > 0)
+        memcpy(p, PyBytes_AS_STRING(body), (size_t)body_len);
+    return out;
+}
+
 PyDoc_STRVAR(encode_reply_doc,
 "encode_reply(uuid, conn_id, data) -> bytes or None\n\n"
 "b'%b %d:%b, %b' % (uuid, len(conn_id), conn_id, data) for one connection id that\n"
@@ -208,50 +295,64 @@ encode_reply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *uuid = args[0], *conn_id = args[1], *data = args[2];
-    if (!PyBytes_CheckExact(uuid) || !PyBytes_CheckExact(data) || !PyUnicode_CheckExact(conn_id))
+    if (!PyBytes_CheckExact(uuid) || !PyBytes_CheckExact(data))
         Py_RETURN_NONE;
-#if PY_VERSION_HEX < 0x030C0000
-    if (PyUnicode_READY(conn_id) < 0) /* a legacy string made by a deprecated API */
-        return NULL;
-#endif
-    if (!PyUnicode_IS_ASCII(conn_id))
+    Py_ssize_t id_len;
+    const char *id = digit_id(conn_id, &id_len);
+    if (id == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
         Py_RETURN_NONE;
-    Py_ssize_t id_len = PyUnicode_GET_LENGTH(conn_id);
-    const char *id = (const char *)PyUnicode_1BYTE_DATA(conn_id);
-    if (id_len == 0 || id_len > 64)
-        Py_RETURN_NONE;
-    for (Py_ssize_t i = 0; i < id_len; i++) {
-        if (!is_digit((unsigned char)id[i]))
-            Py_RETURN_NONE;
     }
-    char digits[24];
-    int n_digits = snprintf(digits, sizeof digits, "%zd", id_len);
-    Py_ssize_t uuid_len = PyBytes_GET_SIZE(uuid), data_len = PyBytes_GET_SIZE(data);
-    /* uuid SP LEN ':' ID ',' SP DATA */
-    Py_ssize_t fixed = uuid_len + 1 + n_digits + 1 + id_len + 2;
-    if (data_len > PY_SSIZE_T_MAX - fixed)
-        return PyErr_NoMemory();
-    PyObject *out = PyBytes_FromStringAndSize(NULL, fixed + data_len);
-    if (out == NULL)
+    return build_reply(uuid, id, id_len, data, NULL, 0);
+}
+
+PyDoc_STRVAR(encode_sized_reply_doc,
+"encode_sized_reply(senders, sender, conn_id, head, body) -> bytes or None\n\n"
+"wire.encode_sized_reply for a sender already checked (``senders[sender]`` is its\n"
+"raw bytes) and a connection id that is a non-empty str of ASCII digits: the reply\n"
+"frame whose data is head + the length of body in decimal + CRLF CRLF + body.\n"
+"None for anything else.");
+
+static PyObject *
+encode_sized_reply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "encode_sized_reply takes 5 arguments");
         return NULL;
-    char *p = PyBytes_AS_STRING(out);
-    memcpy(p, PyBytes_AS_STRING(uuid), (size_t)uuid_len);
-    p += uuid_len;
-    *p++ = ' ';
-    memcpy(p, digits, (size_t)n_digits);
-    p += n_digits;
-    *p++ = ':';
-    memcpy(p, id, (size_t)id_len);
-    p += id_len;
-    *p++ = ',';
-    *p++ = ' ';
-    memcpy(p, PyBytes_AS_STRING(data), (size_t)data_len);
-    return out;
+    }
+    PyObject *senders = args[0], *sender = args[1], *conn_id = args[2];
+    PyObject *head = args[3], *body = args[4];
+    if (!PyDict_CheckExact(senders)) {
+        PyErr_SetString(PyExc_TypeError, "encode_sized_reply: senders must be a dict");
+        return NULL;
+    }
+    if (!PyUnicode_CheckExact(sender) || !PyBytes_CheckExact(head) || !PyBytes_CheckExact(body))
+        Py_RETURN_NONE;
+    PyObject *uuid = PyDict_GetItemWithError(senders, sender); /* borrowed */
+    if (uuid == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    if (!PyBytes_CheckExact(uuid))
+        Py_RETURN_NONE;
+    Py_ssize_t id_len;
+    const char *id = digit_id(conn_id, &id_len);
+    if (id == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    /* Nothing above ran Python code: uuid, held by the dict, is still alive. */
+    return build_reply(uuid, id, id_len, head, body, 1);
 }
 
 static PyMethodDef speedups_methods[] = {
     {"parse_common", (PyCFunction)(void (*)(void))parse_common, METH_FASTCALL, parse_common_doc},
     {"encode_reply", (PyCFunction)(void (*)(void))encode_reply, METH_FASTCALL, encode_reply_doc},
+    {"encode_sized_reply", (PyCFunction)(void (*)(void))encode_sized_reply, METH_FASTCALL,
+     encode_sized_reply_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import orjson
 
-from takefive.datastructures import ResponseHeaders
+from takefive.datastructures import ResponseHeaders, _check_header
 
 __all__ = [
     "HTMLResponse",
@@ -52,10 +52,12 @@ CONTENT_TYPE = "Content-Type"
 #: Content-Type values that passed the header checks (bounded: types come from code).
 _CHECKED_TYPES: set[str] = {TEXT, HTML, JSON, OCTETS}
 _content_type_only = ResponseHeaders._one
-#: Rendered ``status line + one header + "Content-Length: "`` for the common responses,
-#: keyed by (status, (name, value)); bounded, and holds only immutable strings and bytes.
-_PREFIXES: dict[tuple[int, tuple[str, str]], bytes] = {}
+#: Rendered ``status line [+ Content-Type] + "Content-Length: "`` of the responses whose
+#: headers are their Content-Type alone, keyed by (status, content type); None for the
+#: statuses that have no body. Bounded, and holds only immutable strings and bytes.
+_PREFIXES: dict[tuple[int, str | None], bytes | None] = {}
 _PREFIXES_MAX = 256
+_UNKNOWN = b"(not cached)"  # the value no prefix can have
 
 
 def reason_phrase(status: int) -> str:
@@ -186,7 +188,12 @@ class Response:
     ``(name, value)`` pairs (repeat a name for several values).
     """
 
-    __slots__ = ("body", "headers", "status")
+    # Until someone asks for ``headers``, a response whose only header is its
+    # Content-Type keeps just that (``_ctype``, checked) and ``_headers`` is None: most
+    # responses never build a ResponseHeaders, and render from a cached prefix.
+    __slots__ = ("_ctype", "_headers", "body", "status")
+    _ctype: str | None
+    _headers: ResponseHeaders | None
 
     #: Content type used for a ``str`` body when none is given.
     text_type: ClassVar[str] = TEXT
@@ -202,7 +209,8 @@ class Response:
             _check_status(status)
         )
         if headers is not None:
-            self.headers = ResponseHeaders(headers)
+            self._headers = ResponseHeaders(headers)
+            self._ctype = None
         # The common bodies inline; the rest (and the errors) in _encode.
         if type(body) is str:
             data = body.encode("utf-8", "surrogateescape")
@@ -215,14 +223,17 @@ class Response:
         self.body: bytes = data
         if headers is None:  # fast path: nothing to replace
             ctype = content_type if content_type is not None else default_type
-            if ctype is None:
-                self.headers = ResponseHeaders()
-            elif type(ctype) is str and ctype in _CHECKED_TYPES:
-                self.headers = _content_type_only(ctype)
-            else:
-                self.headers = ResponseHeaders(((CONTENT_TYPE, ctype),))
-                if len(_CHECKED_TYPES) < 256 and type(ctype) is str and len(ctype) < 256:
+            self._headers = None
+            if ctype is None or (type(ctype) is str and ctype in _CHECKED_TYPES):
+                self._ctype = ctype
+            elif type(ctype) is str:
+                _check_header(CONTENT_TYPE, ctype)
+                self._ctype = ctype
+                if len(_CHECKED_TYPES) < 256 and len(ctype) < 256:
                     _CHECKED_TYPES.add(ctype)
+            else:  # a str subclass or another object: as a header value (str() of it)
+                self._headers = ResponseHeaders(((CONTENT_TYPE, ctype),))
+                self._ctype = None
             return
         if content_type is not None:
             self.headers["Content-Type"] = content_type
@@ -246,8 +257,24 @@ class Response:
         )
 
     @property
+    def headers(self) -> ResponseHeaders:
+        """The response headers (Content-Length is computed when rendering)."""
+        headers = self._headers
+        if headers is None:
+            ctype = self._ctype
+            headers = _content_type_only(ctype) if ctype is not None else ResponseHeaders()
+            self._headers = headers
+        return headers
+
+    @headers.setter
+    def headers(self, value: ResponseHeaders) -> None:
+        self._headers = value
+
+    @property
     def content_type(self) -> str | None:
-        return self.headers.get("content-type")
+        if self._headers is None:
+            return self._ctype
+        return self._headers.get("content-type")
 
     # ----------------------------------------------------------------- cookies
 
@@ -315,23 +342,16 @@ class Response:
         ``Transfer-Encoding`` header the body (if any) is sent as the first chunk and
         no ``Content-Length`` is added. ``keep_alive=False`` adds ``Connection: close``.
         """
-        status = self.status
         body = self.body
-        items = self.headers._items
-        if keep_alive and not head and len(items) == 1:
-            key = (status, items[0])
-            prefix = _PREFIXES.get(key)
-            if prefix is not None:
-                return b"%b%d\r\n\r\n%b" % (prefix, len(body), body)
-            cacheable = len(_PREFIXES) < _PREFIXES_MAX and len(items[0][0] + items[0][1]) < 256
-        else:
-            cacheable = False
+        prefix = self.length_prefix(head, keep_alive)
+        if prefix is not None:
+            return b"%b%d\r\n\r\n%b" % (prefix, len(body), body)
+        status = self.status
         lines: list[str] = []
         chunked = False
-        for name, value in items:
+        for name, value in self.headers._items:
             lower = name.lower()
             if lower == "content-length":
-                cacheable = False
                 continue
             if lower == "connection" and not keep_alive:
                 continue
@@ -340,14 +360,8 @@ class Response:
             lines.append(f"{name}: {value}\r\n")
         if status in _NO_BODY:
             body = b""
-            cacheable = False
         elif chunked:
             body = chunk(body)
-            cacheable = False
-        elif cacheable:
-            prefix = _status_line(status) + _encode_header_block(lines) + b"Content-Length: "
-            _PREFIXES[key] = prefix
-            return b"%b%d\r\n\r\n%b" % (prefix, len(body), body)
         else:
             lines.append(f"Content-Length: {len(body)}\r\n")
         if not keep_alive:
@@ -357,11 +371,37 @@ class Response:
             body = b""
         return b"".join((_status_line(status), _encode_header_block(lines), body))
 
+    def length_prefix(self, head: bool = False, keep_alive: bool = True) -> bytes | None:
+        """The rendered response up to the value of its Content-Length, when that and
+        the body are all the rest: ``render()`` is then ``prefix + b"%d\\r\\n\\r\\n"
+        % len(body) + body``. None when the response needs the general rendering (other
+        headers, ``head``, no ``keep_alive``, a status without a body).
+
+        The runner's hot path hands the prefix and the body to
+        :func:`takefive.wire.encode_sized_reply`, which makes the frame in one copy.
+        """
+        if head or not keep_alive or self._headers is not None:
+            return None
+        key = (self.status, self._ctype)
+        prefix = _PREFIXES.get(key, _UNKNOWN)
+        if prefix is _UNKNOWN:
+            prefix = _length_prefix(*key)
+            if len(_PREFIXES) < _PREFIXES_MAX:
+                _PREFIXES[key] = prefix
+        return prefix
+
     def __repr__(self) -> str:
         return (
             f"<{type(self).__name__} {self.status} {self.content_type or '-'} "
             f"{len(self.body)} bytes>"
         )
+
+
+def _length_prefix(status: int, content_type: str | None) -> bytes | None:
+    if status in _NO_BODY:
+        return None
+    lines = [f"Content-Type: {content_type}\r\n"] if content_type is not None else []
+    return _status_line(status) + _encode_header_block(lines) + b"Content-Length: "
 
 
 class JSONResponse(Response):
@@ -382,7 +422,8 @@ class JSONResponse(Response):
         ):  # the common case, without the general constructor
             self.status = status
             self.body = data
-            self.headers = _content_type_only(JSON)
+            self._headers = None
+            self._ctype = JSON
             return
         super().__init__(data, status, headers, content_type or JSON)
 
@@ -409,7 +450,8 @@ class _TextResponse(Response):
         ):  # the common case, without the general constructor
             self.status = status
             self.body = content.encode("utf-8", "surrogateescape")
-            self.headers = _content_type_only(kind)
+            self._headers = None
+            self._ctype = kind
             return
         super().__init__(content, status, headers, content_type or kind)
 

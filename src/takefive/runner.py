@@ -298,10 +298,19 @@ class HandlerServer:
 
     def _send(self, request: Request, response: Response) -> None:
         keep_alive = request.keep_alive
-        data = response.render(head=request.method == "HEAD", keep_alive=keep_alive)
-        self._outbox.reply(request.sender, request.conn_id, data)
+        head = request.method == "HEAD"
+        outbox = self._outbox
+        sender = request.sender
+        socket = outbox.routes.get(sender)
+        prefix = response.length_prefix(head, keep_alive)
+        if prefix is not None and socket is not None:  # the common case, in one copy
+            frame = wire.encode_sized_reply(sender, request.conn_id, prefix, response.body)
+            send_message(socket, frame)
+        else:
+            data = response.render(head=head, keep_alive=keep_alive)
+            outbox.reply(sender, request.conn_id, data)
         if not keep_alive:
-            self._outbox.reply(request.sender, request.conn_id, b"")
+            outbox.reply(sender, request.conn_id, b"")
 
     async def _finish(self, request: Request, awaitable: Awaitable[Any]) -> None:
         try:

@@ -71,6 +71,12 @@ if not os.environ.get("TAKEFIVE_NO_EXTENSIONS"):
         from takefive import _speedups
     except ImportError:  # installed without a C compiler: the Python code does it all
         pass
+    else:  # a build older than this code (an editable install not rebuilt): not used
+        if not all(
+            hasattr(_speedups, name)
+            for name in ("parse_common", "encode_reply", "encode_sized_reply")
+        ):
+            _speedups = None
 
 #: Whether the C versions of the hot path (``takefive._speedups``) are in use.
 C_SPEEDUPS = _speedups is not None
@@ -481,6 +487,24 @@ def encode_reply(sender: str | bytes, conn_id: str | int, data: bytes) -> bytes:
         if message is not None:
             return message
     return encode_response(sender, conn_id, data)[0]
+
+
+_c_encode_sized_reply: (
+    Callable[[dict[str | bytes, bytes], str, object, bytes, bytes], bytes | None] | None
+) = _speedups.encode_sized_reply if _speedups is not None else None
+
+
+def encode_sized_reply(sender: str | bytes, conn_id: str | int, head: bytes, body: bytes) -> bytes:
+    """``encode_reply(sender, conn_id, head + b"%d\\r\\n\\r\\n" % len(body) + body)`` in one copy.
+
+    For a response whose ``head`` ends with ``Content-Length: `` (the runner's hot path:
+    see :meth:`takefive.response.Response.length_prefix`).
+    """
+    if _c_encode_sized_reply is not None and type(sender) is str:
+        message = _c_encode_sized_reply(_sender_raw, sender, conn_id, head, body)
+        if message is not None:
+            return message
+    return encode_reply(sender, conn_id, b"%b%d\r\n\r\n%b" % (head, len(body), body))
 
 
 def encode_close(sender: str | bytes, conn_ids: str | int | Iterable[str | int]) -> list[bytes]:
