@@ -219,6 +219,8 @@ class App:
         """Call a plain function handler (in the request's own context)."""
         try:
             result = fn(request, **params) if params else fn(request)
+            if isinstance(result, Response) and request._raw.get("VERSION") != "HTTP/1.0":
+                return result  # the common case: nothing to add (see _complete)
             if not isinstance(result, _PLAIN_RESULTS) and inspect.isawaitable(result):
                 return result, copy_context()
             return self._answer(request, result)

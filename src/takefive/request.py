@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 __all__ = ["FormData", "Request", "UploadFile", "parse_cookie_header", "unquote_cookie_value"]
 
 _MISSING: Any = object()
+#: Methods already in upper case (no ``str.upper()`` copy for them).
+_UPPER_METHODS = frozenset(
+    "GET HEAD POST PUT PATCH DELETE OPTIONS JSON XML WEBSOCKET WEBSOCKET_HANDSHAKE".split()
+)
 
 #: Largest multipart body :meth:`Request.form` parses in memory.
 MAX_FORM_FIELDS = 1000
@@ -71,43 +75,55 @@ class Request:
         "_form",
         "_headers",
         "_json",
-        "_keep_alive",
-        "_path",
         "_query",
         "_raw",
         "app",
         "body",
         "conn_id",
+        "keep_alive",
         "message",
         "method",
+        "path",
         "path_params",
         "sender",
         "state",
     )
 
     def __init__(self, message: Message) -> None:
-        # The hot path: store the message, parse nothing (headers, path, query, cookies
-        # and bodies are built the first time they are asked for).
+        # The hot path: what every request needs (its method, its path for routing,
+        # whether to keep the connection), the rest (headers, query, cookies, bodies)
+        # built the first time it is asked for.
         self.message = message
         self._raw = raw = message.headers
+        self._headers: RequestHeaders | None = None
         method = raw.get("METHOD")
-        self.method: str = method.upper() if isinstance(method, str) else "GET"
+        if type(method) is not str or method not in _UPPER_METHODS:
+            method = method.upper() if isinstance(method, str) else "GET"
+        self.method: str = method
+        path = raw.get("PATH")
+        if type(path) is not str or not path or "%" in path:
+            path = self._decoded_path()
+        #: The percent-decoded path (``%2F`` becomes ``/`` too); routing uses this.
+        self.path: str = path
+        #: Whether the connection stays open after the response. HTTP/1.1: yes unless
+        #: ``Connection: close``; HTTP/1.0: only with ``Connection: keep-alive``. A
+        #: handler may set it to ``False`` to close the connection after its response.
+        self.keep_alive: bool = (
+            raw.get("VERSION") != "HTTP/1.0" if "connection" not in raw else self._keeps_alive()
+        )
         self.sender: str = message.sender
         self.conn_id: str = message.conn_id
         self.body: bytes = message.body
-        self._headers: RequestHeaders | None = None
         #: Values captured by the route pattern, converted (filled by routing).
         self.path_params: dict[str, Any] = {}
         #: The :class:`~takefive.app.App` handling this request (set by ``App.handle``).
         self.app: App | None = None
         #: Free-form per-request storage for handlers and hooks.
         self.state: dict[str, Any] = {}
-        self._path: str | None = None
         self._query: MultiDict[str] | None = None
         self._cookies: dict[str, str] | None = None
         self._json: Any = _MISSING
         self._form: FormData | None = None
-        self._keep_alive: bool | None = None
 
     @property
     def headers(self) -> RequestHeaders:
@@ -136,17 +152,11 @@ class Request:
         """The path as the client sent it (still percent-encoded, no query)."""
         return self._m2("PATH") or self.message.path
 
-    @property
-    def path(self) -> str:
-        """The percent-decoded path (``%2F`` becomes ``/`` too); routing uses this."""
-        path = self._path
-        if path is None:
-            raw = self._raw.get("PATH")
-            if type(raw) is not str or not raw:
-                raw = self.raw_path
-            path = unquote(raw, errors="surrogateescape") if "%" in raw else raw
-            self._path = path
-        return path
+    def _decoded_path(self) -> str:
+        raw = self._raw.get("PATH")
+        if type(raw) is not str or not raw:
+            raw = self.raw_path
+        return unquote(raw, errors="surrogateescape") if "%" in raw else raw
 
     @property
     def uri(self) -> str:
@@ -194,29 +204,11 @@ class Request:
                 return first
         return self._m2("REMOTE_ADDR")
 
-    @property
-    def keep_alive(self) -> bool:
-        """Whether the connection stays open after the response.
-
-        HTTP/1.1: yes unless ``Connection: close``. HTTP/1.0: only with
-        ``Connection: keep-alive``. A handler may set it to ``False`` to close the
-        connection after its response.
-        """
-        keep = self._keep_alive
-        if keep is None:
-            http10 = self._raw.get("VERSION") == "HTTP/1.0"
-            if "connection" not in self._raw:
-                keep = not http10
-            elif http10:
-                keep = "keep-alive" in self._connection_tokens()
-            else:
-                keep = "close" not in self._connection_tokens()
-            self._keep_alive = keep
-        return keep
-
-    @keep_alive.setter
-    def keep_alive(self, value: bool) -> None:
-        self._keep_alive = bool(value)
+    def _keeps_alive(self) -> bool:
+        """``keep_alive`` for a request with a Connection header."""
+        if self._raw.get("VERSION") == "HTTP/1.0":
+            return "keep-alive" in self._connection_tokens()
+        return "close" not in self._connection_tokens()
 
     def _connection_tokens(self) -> set[str]:
         tokens: set[str] = set()

@@ -263,7 +263,7 @@ class HandlerServer:
             log.warning("dropped malformed message (%s): %r", exc, frame[:120])
             return
         self._outbox.routes[message.sender] = pub
-        if message.is_control:  # disconnects, credits...: not requests
+        if message.path[:1] == "@" and message.is_control:  # disconnects, credits...
             self._spawn(self._control(message))
             return
         try:
