@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from takefive.request import Request
+from takefive.request import Request, request_from
 from takefive.wire import encode_request, parse_request
 
 SENDER = "f0e1d2c3-0000-4000-8000-000000000001"
@@ -39,4 +39,4 @@ def wire_request(
         h["QUERY"] = query
     h.update(headers or {})
     frame = encode_request(sender, conn_id, path, h, body, tnetstring_headers=tnetstring)
-    return Request(parse_request(frame))
+    return request_from(parse_request(frame))  # as the runner makes them

@@ -12,12 +12,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from takefive import request as request_module
 from takefive import wire
+from takefive.request import Request, request_from
 from takefive.wire import Message, encode_request, parse_request
 
 try:
@@ -273,11 +276,111 @@ def test_encode_sized_leaks_no_references() -> None:
     assert (sys.getrefcount(uuid), sys.getrefcount(head), sys.getrefcount(body)) == before
 
 
+# --------------------------------------------------------------------------- request_from
+
+
+def same_request(fast: Request, reference: Request) -> None:
+    """Every slot of the C-built request equals the Python-built one's."""
+    assert type(fast) is Request
+    for name in Request.__slots__:
+        assert getattr(fast, name) == getattr(reference, name), name
+    assert fast.path_params is not reference.path_params and fast.state is not reference.state
+
+
+def test_request_from_is_in_use() -> None:
+    assert request_module._request_in_c is _speedups.request_from
+    assert set(_speedups.request_slots()) == set(Request.__slots__)
+
+
+_METHODS = ["GET", "POST", "HEAD", "JSON", "get", "Get", "PROPFIND", "", "ß", ["GET"], None]
+_PATH_VALUES = ["/hello", "/a b", "/a%20b", "%", "", "@*", "/é", ["/x"], None]
+_VERSIONS = ["HTTP/1.1", "HTTP/1.0", "HTTP/2", "", ["HTTP/1.0"], None]
+_CONNECTIONS = [None, "close", "keep-alive", "Keep-Alive, Upgrade", ["close"]]
+
+
+def _message(method: object, path: object, version: object, connection: object) -> Message:
+    headers: dict[str, Any] = {"host": "h", "x-forwarded-for": "127.0.0.1"}
+    for key, value in (("METHOD", method), ("PATH", path), ("VERSION", version)):
+        if value is not None:
+            headers[key] = value
+    if connection is not None:
+        headers["connection"] = connection
+    return Message(SENDER, "7", "/hello", headers, b"body")
+
+
+@pytest.mark.parametrize("method", _METHODS)
+@pytest.mark.parametrize("path", _PATH_VALUES)
+def test_request_from_agrees_with_the_constructor(method: object, path: object) -> None:
+    built = 0
+    for version in _VERSIONS:
+        for connection in _CONNECTIONS:
+            message = _message(method, path, version, connection)
+            fast = _speedups.request_from(message)
+            if fast is not None:
+                built += 1
+                same_request(fast, Request(message))
+            same_request(request_from(message), Request(message))
+    common = method in ("GET", "POST", "HEAD", "JSON") and path in ("/hello", "/a b", "@*", "/é")
+    assert built == (5 if common else 0)  # no Connection header, VERSION a str or absent
+
+
+def test_request_from_leaves_anything_else_to_the_python_code() -> None:
+    message = _message("GET", "/", "HTTP/1.1", None)
+    assert _speedups.request_from(message) is not None
+    for odd in (
+        tuple(message),  # a plain tuple of the same values is fine too
+        Message(SENDER, 7, "/", message.headers, b""),  # type: ignore[arg-type]
+        Message(SENDER, "7", "/", dict(message.headers), bytearray()),  # type: ignore[arg-type]
+        Message(SENDER, "7", "/", list(message.headers.items()), b""),  # type: ignore[arg-type]
+        (SENDER, "7", "/", message.headers),
+        "not a message",
+        None,
+    ):
+        fast = _speedups.request_from(odd)
+        assert fast is None or (type(odd) is tuple and len(odd) == 5)
+
+
+def test_request_from_leaks_no_references() -> None:
+    message = _message("GET", "/hello", "HTTP/1.1", None)
+    other = _message("get", "/hello", "HTTP/1.1", None)
+    before = sys.getrefcount(message), sys.getrefcount(message.headers), sys.getrefcount(Request)
+    for _ in range(10_000):
+        request = _speedups.request_from(message)
+        assert request is not None
+        del request
+        assert _speedups.request_from(other) is None
+    gc.collect()
+    after = sys.getrefcount(message), sys.getrefcount(message.headers), sys.getrefcount(Request)
+    assert after == before
+
+
+def test_setup_request_refuses_another_layout() -> None:
+    class Extra(Request):
+        __slots__ = ("more",)
+
+    class WithDict(Request):
+        pass
+
+    class Renamed:
+        __slots__ = tuple(n + "_" for n in Request.__slots__)
+
+    for cls in (Extra, WithDict, Renamed, int):
+        with pytest.raises(TypeError):
+            _speedups.setup_request(cls, frozenset(), None)
+    # Still set up for the real Request.
+    message = _message("GET", "/", None, None)
+    same_request(request_from(message), Request(message))
+
+
 # --------------------------------------------------------------------------- without it
 
 
+SUITES_WITH_C_PATHS = ["tests/test_wire.py", "tests/test_request.py", "tests/test_response.py"]
+
+
 def test_the_wire_suite_passes_without_the_extension() -> None:
-    """TAKEFIVE_NO_EXTENSIONS=1: the Python code alone, with the same tests."""
+    """TAKEFIVE_NO_EXTENSIONS=1: the Python code alone, with the same tests (wire,
+    request and response: each has a C fast path)."""
     root = Path(__file__).parent.parent
     env = {**os.environ, "TAKEFIVE_NO_EXTENSIONS": "1"}
     check = subprocess.run(
@@ -289,7 +392,7 @@ def test_the_wire_suite_passes_without_the_extension() -> None:
     )
     assert check.stdout.strip() == "False"
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_wire.py"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SUITES_WITH_C_PATHS],
         cwd=root,
         env=env,
         capture_output=True,

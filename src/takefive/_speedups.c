@@ -14,6 +14,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <string.h>
 
 /* A length prefix never has more digits than this (10 digits > 4 GiB), as in wire.py. */
@@ -348,11 +349,208 @@ encode_sized_reply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return build_reply(uuid, id, id_len, head, body, 1);
 }
 
+/* ------------------------------------------------------------------ Request */
+
+/*
+ * request_from(message): takefive.request.Request(message) for the common request,
+ * written straight into the instance's slots (no __init__ call). The slots are found
+ * once, by setup_request(), from the class's own member descriptors; the Python
+ * __init__ stays the reference, and the tests compare every slot of both.
+ */
+
+enum {
+    R_COOKIES, R_FORM, R_HEADERS, R_JSON, R_QUERY, R_RAW, R_APP, R_BODY, R_CONN_ID,
+    R_KEEP_ALIVE, R_MESSAGE, R_METHOD, R_PATH, R_PATH_PARAMS, R_SENDER, R_STATE, R_COUNT
+};
+
+static const char *request_slots[R_COUNT] = {
+    "_cookies", "_form", "_headers", "_json", "_query", "_raw", "app", "body", "conn_id",
+    "keep_alive", "message", "method", "path", "path_params", "sender", "state",
+};
+
+static PyTypeObject *request_type = NULL;
+static PyObject *upper_methods = NULL; /* frozenset of methods already upper-case */
+static PyObject *missing = NULL;       /* request._MISSING: _json not parsed yet */
+static Py_ssize_t request_offsets[R_COUNT];
+static PyObject *key_method, *key_path, *key_version, *key_connection, *http10;
+
+PyDoc_STRVAR(setup_request_doc,
+"setup_request(cls, upper_methods, missing) -> None\n\n"
+"Learn where the slots of takefive.request.Request are; ``request_slots()`` names\n"
+"them. Raises TypeError if ``cls`` does not have exactly these object slots.");
+
+static PyObject *
+setup_request(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyType_Check(args[0]) || !PyFrozenSet_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "setup_request(cls, frozenset, missing)");
+        return NULL;
+    }
+    PyTypeObject *cls = (PyTypeObject *)args[0];
+    /* Exactly our slots, each an object slot of cls itself, and nothing more (no
+       __dict__, no other slot a C-built instance would leave unset). */
+    if (cls->tp_dictoffset != 0 || cls->tp_itemsize != 0 ||
+        cls->tp_basicsize != (Py_ssize_t)(sizeof(PyObject) + R_COUNT * sizeof(PyObject *))) {
+        PyErr_SetString(PyExc_TypeError, "setup_request: unexpected layout");
+        return NULL;
+    }
+    Py_ssize_t offsets[R_COUNT];
+    for (int i = 0; i < R_COUNT; i++) {
+        PyObject *descr = PyDict_GetItemString(cls->tp_dict, request_slots[i]); /* borrowed */
+        if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+            PyErr_Format(PyExc_TypeError, "setup_request: no slot %s", request_slots[i]);
+            return NULL;
+        }
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type != T_OBJECT_EX || (member->flags & READONLY) ||
+            member->offset < (Py_ssize_t)sizeof(PyObject) ||
+            member->offset > cls->tp_basicsize - (Py_ssize_t)sizeof(PyObject *)) {
+            PyErr_Format(PyExc_TypeError, "setup_request: slot %s is not an object slot",
+                         request_slots[i]);
+            return NULL;
+        }
+        offsets[i] = member->offset;
+    }
+    if (key_method == NULL) {
+        key_method = PyUnicode_InternFromString("METHOD");
+        key_path = PyUnicode_InternFromString("PATH");
+        key_version = PyUnicode_InternFromString("VERSION");
+        key_connection = PyUnicode_InternFromString("connection");
+        http10 = PyUnicode_InternFromString("HTTP/1.0");
+        if (!key_method || !key_path || !key_version || !key_connection || !http10)
+            return NULL;
+    }
+    memcpy(request_offsets, offsets, sizeof offsets);
+    Py_INCREF(cls);
+    Py_XSETREF(request_type, cls);
+    Py_INCREF(args[1]);
+    Py_XSETREF(upper_methods, args[1]);
+    Py_INCREF(args[2]);
+    Py_XSETREF(missing, args[2]);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+request_slot_names(PyObject *module, PyObject *unused)
+{
+    PyObject *names = PyTuple_New(R_COUNT);
+    if (names == NULL)
+        return NULL;
+    for (int i = 0; i < R_COUNT; i++) {
+        PyObject *name = PyUnicode_FromString(request_slots[i]);
+        if (name == NULL) {
+            Py_DECREF(names);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(names, i, name);
+    }
+    return names;
+}
+
+/* headers[key] if it is an exact str, else NULL (borrowed; no exception unless one was
+   raised by the lookup). */
+static PyObject *
+str_header(PyObject *headers, PyObject *key)
+{
+    PyObject *value = PyDict_GetItemWithError(headers, key);
+    if (value == NULL || !PyUnicode_CheckExact(value))
+        return NULL;
+    return value;
+}
+
+PyDoc_STRVAR(request_from_doc,
+"request_from(message) -> Request or None\n\n"
+"Request(message) for a message whose METHOD is an upper-case method, whose PATH is a\n"
+"non-empty str without '%', and which has no Connection header; None for anything\n"
+"else (and before setup_request).");
+
+static PyObject *
+request_from(PyObject *module, PyObject *message)
+{
+    if (request_type == NULL || !PyTuple_Check(message) || PyTuple_GET_SIZE(message) != 5)
+        Py_RETURN_NONE;
+    PyObject *sender = PyTuple_GET_ITEM(message, 0), *conn_id = PyTuple_GET_ITEM(message, 1);
+    PyObject *headers = PyTuple_GET_ITEM(message, 3), *body = PyTuple_GET_ITEM(message, 4);
+    if (!PyDict_CheckExact(headers) || !PyUnicode_CheckExact(sender) ||
+        !PyUnicode_CheckExact(conn_id) || !PyBytes_CheckExact(body))
+        Py_RETURN_NONE;
+    /* Only lookups of exact str keys in an exact dict below: no Python code runs. */
+    PyObject *method = str_header(headers, key_method);
+    if (method == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    int known = PySet_Contains(upper_methods, method);
+    if (known <= 0)
+        return known < 0 ? NULL : Py_NewRef(Py_None);
+    PyObject *path = str_header(headers, key_path);
+    if (path == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    if (PyUnicode_GET_LENGTH(path) == 0)
+        Py_RETURN_NONE;
+    Py_ssize_t percent = PyUnicode_FindChar(path, '%', 0, PyUnicode_GET_LENGTH(path), 1);
+    if (percent != -1)
+        return percent == -2 ? NULL : Py_NewRef(Py_None);
+    int has_connection = PyDict_Contains(headers, key_connection);
+    if (has_connection != 0)
+        return has_connection < 0 ? NULL : Py_NewRef(Py_None);
+    int keep_alive = 1;
+    PyObject *version = PyDict_GetItemWithError(headers, key_version);
+    if (version == NULL && PyErr_Occurred())
+        return NULL;
+    if (version != NULL && PyUnicode_CheckExact(version)) {
+        int order = PyUnicode_Compare(version, http10); /* two exact str: no error */
+        if (order == -1 && PyErr_Occurred())
+            return NULL;
+        keep_alive = order != 0;
+    }
+    else if (version != NULL)
+        Py_RETURN_NONE; /* a list or another type: the Python code decides */
+
+    PyObject *path_params = PyDict_New();
+    PyObject *state = path_params == NULL ? NULL : PyDict_New();
+    PyObject *self = state == NULL ? NULL : request_type->tp_alloc(request_type, 0);
+    if (self == NULL) {
+        Py_XDECREF(path_params);
+        Py_XDECREF(state);
+        return NULL;
+    }
+    PyObject *values[R_COUNT];
+    values[R_COOKIES] = Py_NewRef(Py_None);
+    values[R_FORM] = Py_NewRef(Py_None);
+    values[R_HEADERS] = Py_NewRef(Py_None);
+    values[R_JSON] = Py_NewRef(missing);
+    values[R_QUERY] = Py_NewRef(Py_None);
+    values[R_RAW] = Py_NewRef(headers);
+    values[R_APP] = Py_NewRef(Py_None);
+    values[R_BODY] = Py_NewRef(body);
+    values[R_CONN_ID] = Py_NewRef(conn_id);
+    values[R_KEEP_ALIVE] = Py_NewRef(keep_alive ? Py_True : Py_False);
+    values[R_MESSAGE] = Py_NewRef(message);
+    values[R_METHOD] = Py_NewRef(method);
+    values[R_PATH] = Py_NewRef(path);
+    values[R_PATH_PARAMS] = path_params;
+    values[R_SENDER] = Py_NewRef(sender);
+    values[R_STATE] = state;
+    for (int i = 0; i < R_COUNT; i++)
+        *(PyObject **)((char *)self + request_offsets[i]) = values[i];
+    return self;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"parse_common", (PyCFunction)(void (*)(void))parse_common, METH_FASTCALL, parse_common_doc},
     {"encode_reply", (PyCFunction)(void (*)(void))encode_reply, METH_FASTCALL, encode_reply_doc},
     {"encode_sized_reply", (PyCFunction)(void (*)(void))encode_sized_reply, METH_FASTCALL,
      encode_sized_reply_doc},
+    {"setup_request", (PyCFunction)(void (*)(void))setup_request, METH_FASTCALL,
+     setup_request_doc},
+    {"request_slots", request_slot_names, METH_NOARGS,
+     "The names of the Request slots request_from() fills."},
+    {"request_from", request_from, METH_O, request_from_doc},
     {NULL, NULL, 0, NULL},
 };
 

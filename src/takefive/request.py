@@ -7,6 +7,7 @@ bodies are parsed the first time they are asked for (and then cached).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
@@ -306,6 +307,36 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.raw_path} conn={self.sender}:{self.conn_id}>"
+
+
+def _c_request_from() -> Callable[[Message], Request | None] | None:
+    """The C version of ``Request(message)`` for the common request, if it can be used:
+    the C speedups are in use (see :mod:`takefive.wire`) and Request has the slots the C
+    code fills (checked, with their layout, by ``setup_request``)."""
+    from takefive import wire
+
+    speedups = wire._speedups
+    if speedups is None or set(speedups.request_slots()) != set(Request.__slots__):
+        return None
+    try:
+        speedups.setup_request(Request, _UPPER_METHODS, _MISSING)
+    except TypeError:
+        return None
+    build: Callable[[Message], Request | None] = speedups.request_from
+    return build
+
+
+_request_in_c = _c_request_from()
+
+
+def request_from(message: Message) -> Request:
+    """``Request(message)``, built in C (no ``__init__`` call) when the C speedups are in
+    use and the request is a common one; the runner makes its requests with this."""
+    if _request_in_c is not None:
+        request = _request_in_c(message)
+        if request is not None:
+            return request
+    return Request(message)
 
 
 # --------------------------------------------------------------------------- cookies

@@ -32,7 +32,7 @@ import zmq.asyncio
 from takefive import wire
 from takefive._zmqutil import send_message
 from takefive.loader import load_object
-from takefive.request import Request
+from takefive.request import Request, request_from
 
 if TYPE_CHECKING:
     from takefive.app import App
@@ -267,7 +267,7 @@ class HandlerServer:
             self._spawn(self._control(message))
             return
         try:
-            request = Request(message)
+            request = request_from(message)
             started = self.app.start(request)  # a plain function handler has answered
             if isinstance(started, tuple):  # to be awaited: in a task of its own
                 awaitable, context = started
