@@ -641,3 +641,26 @@ def test_finish_turns_errors_into_responses() -> None:
         pending = app.start(request)
         assert type(pending) is tuple
         assert asyncio.run(app.finish(request, pending[0])).status == status  # type: ignore[union-attr]
+
+
+def test_a_plain_function_on_a_later_route_answers_too() -> None:
+    """POST /x: the static route /x has no POST; the template route /{name} after it
+    does, with a plain function (started as a task, as anything not on the first route)."""
+    app = App()
+
+    @app.route("/x")
+    def get_x(request: Request) -> str:
+        return "get x"
+
+    @app.route("/{name}", methods=["POST"])
+    def post_any(request: Request, name: str) -> str:
+        return f"post {name}"
+
+    assert call(app, "GET", "/x").body == b"get x"
+    assert call(app, "POST", "/x").body == b"post x"
+    assert call(app, "POST", "/y").body == b"post y"
+    assert call(app, "PUT", "/x").status == 405
+    request = make("POST", "/x")
+    pending = app.start(request)
+    assert type(pending) is tuple and pending[1] is None
+    assert asyncio.run(app.finish(request, pending[0])).body == b"post x"  # type: ignore[union-attr]

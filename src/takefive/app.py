@@ -199,35 +199,50 @@ class App:
             if "x-mongrel2-upload-start" in raw and "x-mongrel2-upload-done" not in raw:
                 return None  # the same request comes again when the upload is done
             found = self.router.match(request.path)
-            if found is None or method not in found[0].target.allowed:
-                found = self._fallback_match(request, found)
+            if found is None:
+                return self._start_other(request, found)
             route, params = found
+            fn = route.target.plain.get(method)
+            if fn is None:  # no plain function for this method on the first route
+                return self._start_other(request, found)
             request.path_params = params
-            endpoint = route.target
-            fn = endpoint.functions.get(method)
-            if fn is None:  # a Handler class, HEAD via GET, OPTIONS, 405
-                return endpoint(self, request, method, params), None
-            if method in endpoint.awaiting:  # async def: calling it runs none of its code
-                return (fn(request, **params) if params else fn(request)), None
         except Exception as exc:
             return self._failed(request, exc)
-        return copy_context().run(self._call, request, fn, params)
-
-    def _call(
-        self, request: Request, fn: Callable[..., Any], params: dict[str, Any]
-    ) -> Response | Pending | None:
-        """Call a plain function handler (in the request's own context)."""
+        # A plain function: called at once, in a context of its own (what it sets in
+        # context variables stays with this request); its errors are handled there too.
+        context = copy_context()
         try:
-            result = fn(request, **params) if params else fn(request)
-            if isinstance(result, Response) and request._raw.get("VERSION") != "HTTP/1.0":
-                return result  # the common case: nothing to add (see _complete)
+            result = context.run(fn, request, **params) if params else context.run(fn, request)
+            # The common case: nothing to add. (_complete adds to HTTP/1.0 keep-alive
+            # answers, and such a request has a Connection header.)
+            if isinstance(result, Response) and "connection" not in request._raw:
+                return result
             if not isinstance(result, _PLAIN_RESULTS) and inspect.isawaitable(result):
-                return result, copy_context()
-            return self._answer(request, result)
+                return result, context
+            return context.run(self._answer, request, result)
         # CancelledError here is no cancellation of ours (no task runs a plain handler):
         # e.g. .result() of a cancelled future. An error like any other.
         except (Exception, asyncio.CancelledError) as exc:
-            return self._failed(request, exc)
+            return context.run(self._failed, request, exc)
+
+    def _start_other(
+        self, request: Request, found: tuple[Any, dict[str, Any]] | None
+    ) -> Pending:
+        """:meth:`start` for anything but a plain function routed for the method: an
+        ``async def`` function, a Handler class, HEAD via GET, OPTIONS, 404, 405."""
+        method = request.method
+        if found is None or method not in found[0].target.allowed:
+            found = self._fallback_match(request, found)
+        route, params = found
+        request.path_params = params
+        endpoint = route.target
+        fn = endpoint.functions.get(method)
+        if fn is None:  # a Handler class, HEAD via GET, OPTIONS, 405
+            return endpoint(self, request, method, params), None
+        if method in endpoint.awaiting:  # async def: calling it runs none of its code
+            return (fn(request, **params) if params else fn(request)), None
+        # a plain function on a later route (the first lacks the method): as a task
+        return call(fn, request, **params), None
 
     async def finish(self, request: Request, awaitable: Awaitable[Any]) -> Response | None:
         """Await what :meth:`start` could not finish; never raises (but cancellation)."""

@@ -132,13 +132,15 @@ def _options_response(allowed: Iterable[str]) -> Response:
 class Endpoint:
     """What a route points at: a :class:`Handler` class, or one function per method."""
 
-    __slots__ = ("allow", "allowed", "awaiting", "functions", "handler_class")
+    __slots__ = ("allow", "allowed", "awaiting", "functions", "handler_class", "plain")
 
     def __init__(self, handler_class: type[Handler] | None = None) -> None:
         self.handler_class = handler_class
         self.functions: dict[str, Callable[..., Any]] = {}
         #: Methods whose function is a coroutine function (``async def``).
         self.awaiting: frozenset[str] = frozenset()
+        #: The other functions, by method: the ones App.start calls at once.
+        self.plain: dict[str, Callable[..., Any]] = {}
         self.allowed: frozenset[str] = (
             handler_class.allowed_methods if handler_class is not None else frozenset()
         )
@@ -154,6 +156,8 @@ class Endpoint:
             self.functions[method] = fn
             if inspect.iscoroutinefunction(fn):
                 self.awaiting |= {method}
+            else:
+                self.plain[method] = fn
         self.allowed = _allowed(self.functions)
         self.allow = allow_header(self.allowed)
 
