@@ -458,58 +458,51 @@ str_header(PyObject *headers, PyObject *key)
     return value;
 }
 
-PyDoc_STRVAR(request_from_doc,
-"request_from(message) -> Request or None\n\n"
-"Request(message) for a message whose METHOD is an upper-case method, whose PATH is a\n"
-"non-empty str without '%', and which has no Connection header; None for anything\n"
-"else (and before setup_request).");
-
-static PyObject *
-request_from(PyObject *module, PyObject *message)
+/*
+ * Builds Request(message) for the common request into *out (a new reference) and
+ * returns 1; returns 0 for any other message (the Python constructor decides), -1 with
+ * an exception set on failure.
+ */
+static int
+build_request(PyObject *message, PyObject **out)
 {
-    if (request_type == NULL || !PyTuple_Check(message) || PyTuple_GET_SIZE(message) != 5)
-        Py_RETURN_NONE;
+    if (!PyTuple_Check(message) || PyTuple_GET_SIZE(message) != 5)
+        return 0;
     PyObject *sender = PyTuple_GET_ITEM(message, 0), *conn_id = PyTuple_GET_ITEM(message, 1);
     PyObject *headers = PyTuple_GET_ITEM(message, 3), *body = PyTuple_GET_ITEM(message, 4);
     if (!PyDict_CheckExact(headers) || !PyUnicode_CheckExact(sender) ||
         !PyUnicode_CheckExact(conn_id) || !PyBytes_CheckExact(body))
-        Py_RETURN_NONE;
+        return 0;
     /* Only lookups of exact str keys in an exact dict below: no Python code runs. */
     PyObject *method = str_header(headers, key_method);
-    if (method == NULL) {
-        if (PyErr_Occurred())
-            return NULL;
-        Py_RETURN_NONE;
-    }
+    if (method == NULL)
+        return PyErr_Occurred() ? -1 : 0;
     int known = PySet_Contains(upper_methods, method);
     if (known <= 0)
-        return known < 0 ? NULL : Py_NewRef(Py_None);
+        return known;
     PyObject *path = str_header(headers, key_path);
-    if (path == NULL) {
-        if (PyErr_Occurred())
-            return NULL;
-        Py_RETURN_NONE;
-    }
+    if (path == NULL)
+        return PyErr_Occurred() ? -1 : 0;
     if (PyUnicode_GET_LENGTH(path) == 0)
-        Py_RETURN_NONE;
+        return 0;
     Py_ssize_t percent = PyUnicode_FindChar(path, '%', 0, PyUnicode_GET_LENGTH(path), 1);
     if (percent != -1)
-        return percent == -2 ? NULL : Py_NewRef(Py_None);
+        return percent == -2 ? -1 : 0;
     int has_connection = PyDict_Contains(headers, key_connection);
     if (has_connection != 0)
-        return has_connection < 0 ? NULL : Py_NewRef(Py_None);
+        return has_connection < 0 ? -1 : 0;
     int keep_alive = 1;
     PyObject *version = PyDict_GetItemWithError(headers, key_version);
     if (version == NULL && PyErr_Occurred())
-        return NULL;
-    if (version != NULL && PyUnicode_CheckExact(version)) {
+        return -1;
+    if (version != NULL) {
+        if (!PyUnicode_CheckExact(version))
+            return 0; /* a list or another type: the Python code decides */
         int order = PyUnicode_Compare(version, http10); /* two exact str: no error */
         if (order == -1 && PyErr_Occurred())
-            return NULL;
+            return -1;
         keep_alive = order != 0;
     }
-    else if (version != NULL)
-        Py_RETURN_NONE; /* a list or another type: the Python code decides */
 
     PyObject *path_params = PyDict_New();
     PyObject *state = path_params == NULL ? NULL : PyDict_New();
@@ -517,7 +510,7 @@ request_from(PyObject *module, PyObject *message)
     if (self == NULL) {
         Py_XDECREF(path_params);
         Py_XDECREF(state);
-        return NULL;
+        return -1;
     }
     PyObject *values[R_COUNT];
     values[R_COOKIES] = Py_NewRef(Py_None);
@@ -538,7 +531,28 @@ request_from(PyObject *module, PyObject *message)
     values[R_STATE] = state;
     for (int i = 0; i < R_COUNT; i++)
         *(PyObject **)((char *)self + request_offsets[i]) = values[i];
-    return self;
+    *out = self;
+    return 1;
+}
+
+PyDoc_STRVAR(request_from_doc,
+"request_from(message) -> Request\n\n"
+"Request(message). For a message whose METHOD is an upper-case method, whose PATH is a\n"
+"non-empty str without '%', and which has no Connection header, the slots are written\n"
+"directly; any other message goes to the class (its __init__ decides).");
+
+static PyObject *
+request_from(PyObject *module, PyObject *message)
+{
+    if (request_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "request_from: setup_request() first");
+        return NULL;
+    }
+    PyObject *request = NULL;
+    int built = build_request(message, &request);
+    if (built != 0)
+        return built > 0 ? request : NULL;
+    return PyObject_CallOneArg((PyObject *)request_type, message);
 }
 
 static PyMethodDef speedups_methods[] = {

@@ -309,34 +309,27 @@ class Request:
         return f"<Request {self.method} {self.raw_path} conn={self.sender}:{self.conn_id}>"
 
 
-def _c_request_from() -> Callable[[Message], Request | None] | None:
-    """The C version of ``Request(message)`` for the common request, if it can be used:
-    the C speedups are in use (see :mod:`takefive.wire`) and Request has the slots the C
-    code fills (checked, with their layout, by ``setup_request``)."""
+def _request_from() -> Callable[[Message], Request]:
+    """``Request`` itself, or its C version when the C speedups are in use (see
+    :mod:`takefive.wire`) and Request has the slots the C code fills (checked, with the
+    class layout, by ``setup_request``)."""
     from takefive import wire
 
     speedups = wire._speedups
     if speedups is None or set(speedups.request_slots()) != set(Request.__slots__):
-        return None
+        return Request
     try:
         speedups.setup_request(Request, _UPPER_METHODS, _MISSING)
     except TypeError:
-        return None
-    build: Callable[[Message], Request | None] = speedups.request_from
+        return Request
+    build: Callable[[Message], Request] = speedups.request_from
     return build
 
 
-_request_in_c = _c_request_from()
-
-
-def request_from(message: Message) -> Request:
-    """``Request(message)``, built in C (no ``__init__`` call) when the C speedups are in
-    use and the request is a common one; the runner makes its requests with this."""
-    if _request_in_c is not None:
-        request = _request_in_c(message)
-        if request is not None:
-            return request
-    return Request(message)
+#: ``request_from(message)`` is ``Request(message)``; with the C speedups a common
+#: request (an upper-case method, a path without '%', no Connection header) is built
+#: without calling ``__init__``. The runner makes its requests with it.
+request_from = _request_from()
 
 
 # --------------------------------------------------------------------------- cookies
