@@ -19,8 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from takefive import request as request_module
+from takefive import runner as runner_module
 from takefive import wire
 from takefive.request import Request, request_from
+from takefive.response import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from takefive.wire import Message, encode_request, parse_request
 
 try:
@@ -386,6 +388,92 @@ def test_setup_request_refuses_another_layout() -> None:
     # Still set up for the real Request.
     message = _message("GET", "/", None, None)
     same_request(request_from(message), Request(message))
+
+
+# --------------------------------------------------------------------------- response_frame
+
+
+class _WithDict(PlainTextResponse):  # a user's subclass: slots of its own and a __dict__
+    pass
+
+
+class _Unset(Response):
+    def __init__(self) -> None:  # never calls Response.__init__: slots left unset
+        pass
+
+
+def _responses() -> list[Response]:
+    touched = PlainTextResponse("headers asked for")
+    touched.headers["X-A"] = "1"
+    return [
+        PlainTextResponse("Hello, World!"),
+        HTMLResponse("<p>é</p>", status=404),
+        JSONResponse({"a": [1, 2]}),
+        Response(b"raw bytes"),
+        Response(b""),
+        Response("text", content_type="text/x-frame-test"),
+        Response(b"", status=204),
+        Response(b"x", status=599),
+        Response(b"x", headers={"X-B": "2"}),
+        touched,
+        _WithDict("subclass"),
+    ]
+
+
+@pytest.mark.parametrize("conn_id", ["7", "123456789", "", "x", "1 2"])
+def test_response_frame_agrees_with_the_python_code(conn_id: str) -> None:
+    assert runner_module._c_response_frame is _speedups.response_frame
+    for sender in (SENDER, "a-sender-the-c-code-has-not-seen-" + conn_id):
+        for response in _responses():
+            fast = _speedups.response_frame(sender, conn_id, response)
+            try:
+                reference = runner_module._response_frame(sender, conn_id, response)
+            except wire.ProtocolError:
+                reference = None
+            assert fast is None or fast == reference
+            # Once the Python code has cached the prefix and checked the sender, the C
+            # code answers every common response itself.
+            if reference is not None:
+                assert _speedups.response_frame(sender, conn_id, response) == reference
+            else:
+                assert _speedups.response_frame(sender, conn_id, response) is None
+
+
+def test_response_frame_leaves_anything_else_to_the_python_code() -> None:
+    response = PlainTextResponse("x")
+    assert runner_module._response_frame(SENDER, "7", response) is not None
+    assert _speedups.response_frame(SENDER, "7", response) is not None
+    assert _speedups.response_frame(SENDER, "7", _Unset()) is None
+    assert _speedups.response_frame(SENDER, "7", "not a response") is None
+    assert _speedups.response_frame(SENDER.encode(), "7", response) is None  # type: ignore[arg-type]
+    assert _speedups.response_frame(SENDER, 7, response) is None
+    odd = PlainTextResponse("x")
+    odd.status = True  # not an exact int
+    assert _speedups.response_frame(SENDER, "7", odd) is None
+    with pytest.raises(TypeError):
+        _speedups.response_frame(SENDER, "7")  # type: ignore[call-arg]
+
+
+def test_response_frame_leaks_no_references() -> None:
+    response = PlainTextResponse("Hello")
+    runner_module._response_frame(SENDER, "12", response)
+    before = sys.getrefcount(response), sys.getrefcount(response.body)
+    for _ in range(10_000):
+        assert _speedups.response_frame(SENDER, "12", response)
+        assert _speedups.response_frame(SENDER, "x", response) is None
+    gc.collect()
+    assert (sys.getrefcount(response), sys.getrefcount(response.body)) == before
+
+
+def test_setup_response_refuses_a_class_without_its_slots() -> None:
+    class Other:
+        __slots__ = ("body", "status")
+
+    for cls in (Other, int):
+        with pytest.raises(TypeError):
+            _speedups.setup_response(cls, {}, {})
+    with pytest.raises(TypeError):
+        _speedups.setup_response(Response, [], {})  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- without it

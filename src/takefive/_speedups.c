@@ -387,6 +387,10 @@ setup_request(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyTypeObject *cls = (PyTypeObject *)args[0];
+    if (!PyType_HasFeature(cls, Py_TPFLAGS_HEAPTYPE)) { /* a class defined in Python */
+        PyErr_SetString(PyExc_TypeError, "setup_request: not a Python class");
+        return NULL;
+    }
     /* Exactly our slots, each an object slot of cls itself, and nothing more (no
        __dict__, no other slot a C-built instance would leave unset). */
     if (cls->tp_dictoffset != 0 || cls->tp_itemsize != 0 ||
@@ -555,6 +559,128 @@ request_from(PyObject *module, PyObject *message)
     return PyObject_CallOneArg((PyObject *)request_type, message);
 }
 
+/* ------------------------------------------------------------------ Response */
+
+/*
+ * response_frame(sender, conn_id, response): wire.encode_sized_reply(sender, conn_id,
+ * response.length_prefix(), response.body) for a response whose prefix is already in
+ * response._PREFIXES and a sender already in wire._sender_raw (both dicts handed over
+ * by setup_response); None for anything else, and the Python code decides.
+ */
+
+enum { S_CTYPE, S_HEADERS, S_BODY, S_STATUS, S_COUNT };
+
+static const char *response_slots[S_COUNT] = {"_ctype", "_headers", "body", "status"};
+
+static PyTypeObject *response_type = NULL;
+static PyObject *length_prefixes = NULL; /* response._PREFIXES: (status, ctype) -> bytes */
+static PyObject *checked_senders = NULL; /* wire._sender_raw: sender -> its bytes */
+static Py_ssize_t response_offsets[S_COUNT];
+
+PyDoc_STRVAR(setup_response_doc,
+"setup_response(cls, prefixes, senders) -> None\n\n"
+"Learn where the slots of takefive.response.Response are, and the dicts of cached\n"
+"length prefixes and checked senders. Raises TypeError if cls lacks these slots.");
+
+static PyObject *
+setup_response(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyType_Check(args[0]) || !PyDict_CheckExact(args[1]) ||
+        !PyDict_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "setup_response(cls, dict, dict)");
+        return NULL;
+    }
+    PyTypeObject *cls = (PyTypeObject *)args[0];
+    if (!PyType_HasFeature(cls, Py_TPFLAGS_HEAPTYPE)) { /* a class defined in Python */
+        PyErr_SetString(PyExc_TypeError, "setup_response: not a Python class");
+        return NULL;
+    }
+    Py_ssize_t offsets[S_COUNT];
+    for (int i = 0; i < S_COUNT; i++) {
+        PyObject *descr = PyDict_GetItemString(cls->tp_dict, response_slots[i]); /* borrowed */
+        if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+            PyErr_Format(PyExc_TypeError, "setup_response: no slot %s", response_slots[i]);
+            return NULL;
+        }
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type != T_OBJECT_EX || (member->flags & READONLY) ||
+            member->offset < (Py_ssize_t)sizeof(PyObject) ||
+            member->offset > cls->tp_basicsize - (Py_ssize_t)sizeof(PyObject *)) {
+            PyErr_Format(PyExc_TypeError, "setup_response: slot %s is not an object slot",
+                         response_slots[i]);
+            return NULL;
+        }
+        offsets[i] = member->offset;
+    }
+    memcpy(response_offsets, offsets, sizeof offsets);
+    Py_INCREF(cls);
+    Py_XSETREF(response_type, cls);
+    Py_INCREF(args[1]);
+    Py_XSETREF(length_prefixes, args[1]);
+    Py_INCREF(args[2]);
+    Py_XSETREF(checked_senders, args[2]);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(response_frame_doc,
+"response_frame(sender, conn_id, response) -> bytes or None\n\n"
+"The reply frame for a Response (any subclass) whose headers are its Content-Type\n"
+"alone, whose length prefix is cached and whose sender is known; None for anything\n"
+"else. The caller has checked keep-alive and not HEAD.");
+
+static PyObject *
+response_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "response_frame takes 3 arguments");
+        return NULL;
+    }
+    PyObject *sender = args[0], *conn_id = args[1], *response = args[2];
+    if (response_type == NULL || !PyUnicode_CheckExact(sender) ||
+        !PyObject_TypeCheck(response, response_type))
+        Py_RETURN_NONE;
+    /* Borrowed from the response, which the caller holds; only lookups of exact int,
+       str and tuple keys in exact dicts below: no Python code runs. */
+    PyObject *slot[S_COUNT];
+    for (int i = 0; i < S_COUNT; i++) {
+        slot[i] = *(PyObject **)((char *)response + response_offsets[i]);
+        if (slot[i] == NULL) /* not set (a subclass that skipped the constructor) */
+            Py_RETURN_NONE;
+    }
+    PyObject *ctype = slot[S_CTYPE], *status = slot[S_STATUS], *body = slot[S_BODY];
+    if (slot[S_HEADERS] != Py_None || !PyLong_CheckExact(status) || !PyBytes_CheckExact(body) ||
+        !(ctype == Py_None || PyUnicode_CheckExact(ctype)))
+        Py_RETURN_NONE;
+    PyObject *key = PyTuple_Pack(2, status, ctype);
+    if (key == NULL)
+        return NULL;
+    PyObject *prefix = PyDict_GetItemWithError(length_prefixes, key); /* borrowed */
+    Py_DECREF(key);
+    if (prefix == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    if (!PyBytes_CheckExact(prefix)) /* None: a status without a body */
+        Py_RETURN_NONE;
+    PyObject *uuid = PyDict_GetItemWithError(checked_senders, sender); /* borrowed */
+    if (uuid == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    if (!PyBytes_CheckExact(uuid))
+        Py_RETURN_NONE;
+    Py_ssize_t id_len;
+    const char *id = digit_id(conn_id, &id_len);
+    if (id == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    return build_reply(uuid, id, id_len, prefix, body, 1);
+}
+
 static PyMethodDef speedups_methods[] = {
     {"parse_common", (PyCFunction)(void (*)(void))parse_common, METH_FASTCALL, parse_common_doc},
     {"encode_reply", (PyCFunction)(void (*)(void))encode_reply, METH_FASTCALL, encode_reply_doc},
@@ -565,6 +691,10 @@ static PyMethodDef speedups_methods[] = {
     {"request_slots", request_slot_names, METH_NOARGS,
      "The names of the Request slots request_from() fills."},
     {"request_from", request_from, METH_O, request_from_doc},
+    {"setup_response", (PyCFunction)(void (*)(void))setup_response, METH_FASTCALL,
+     setup_response_doc},
+    {"response_frame", (PyCFunction)(void (*)(void))response_frame, METH_FASTCALL,
+     response_frame_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -21,7 +21,7 @@ import logging
 import signal
 import sys
 import uuid
-from collections.abc import Awaitable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextvars import Context
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,14 +29,15 @@ from typing import TYPE_CHECKING, Any
 import zmq
 import zmq.asyncio
 
+from takefive import response as response_module
 from takefive import wire
 from takefive._zmqutil import send_message
 from takefive.loader import load_object
 from takefive.request import Request, request_from
+from takefive.response import Response
 
 if TYPE_CHECKING:
     from takefive.app import App
-    from takefive.response import Response
 
 __all__ = ["DEFAULT_RECV_SPEC", "DEFAULT_SEND_SPEC", "Endpoint", "HandlerServer", "run"]
 
@@ -302,13 +303,17 @@ class HandlerServer:
         outbox = self._outbox
         sender = request.sender
         socket = outbox.routes.get(sender)
-        prefix = response.length_prefix(head, keep_alive)
-        if prefix is not None and socket is not None:  # the common case, in one copy
-            frame = wire.encode_sized_reply(sender, request.conn_id, prefix, response.body)
-            send_message(socket, frame)
-        else:
-            data = response.render(head=head, keep_alive=keep_alive)
-            outbox.reply(sender, request.conn_id, data)
+        if socket is not None and keep_alive and not head:
+            # The common case: the frame in one copy (in C when it can).
+            conn_id = request.conn_id
+            frame = _c_response_frame(sender, conn_id, response) or _response_frame(
+                sender, conn_id, response
+            )
+            if frame is not None:
+                send_message(socket, frame)
+                return
+        data = response.render(head=head, keep_alive=keep_alive)
+        outbox.reply(sender, request.conn_id, data)
         if not keep_alive:
             outbox.reply(sender, request.conn_id, b"")
 
@@ -333,6 +338,37 @@ class HandlerServer:
             raise
         except Exception:
             log.exception("internal error serving %s %s", message.sender, message.conn_id)
+
+
+def _response_frame(sender: str, conn_id: str, response: Response) -> bytes | None:
+    """The frame answering a keep-alive, not HEAD request with ``response``, when the
+    response is a common one (see :meth:`Response.length_prefix`); else None."""
+    prefix = response.length_prefix()
+    if prefix is None:
+        return None
+    return wire.encode_sized_reply(sender, conn_id, prefix, response.body)
+
+
+def _no_frame(sender: str, conn_id: str, response: Response) -> bytes | None:
+    return None
+
+
+def _c_frames() -> Callable[[str, str, Response], bytes | None]:
+    """The C version of :func:`_response_frame` for a prefix and a sender already cached
+    (None otherwise: the Python one then runs and caches them); without the C
+    speedups, a function that always leaves it to the Python one."""
+    speedups = wire._speedups
+    if speedups is None:
+        return _no_frame
+    try:
+        speedups.setup_response(Response, response_module._PREFIXES, wire._sender_raw)
+    except TypeError:
+        return _no_frame
+    frame: Callable[[str, str, Response], bytes | None] = speedups.response_frame
+    return frame
+
+
+_c_response_frame = _c_frames()
 
 
 class _Reader:

@@ -74,7 +74,11 @@ if not os.environ.get("TAKEFIVE_NO_EXTENSIONS"):
     else:  # a build older than this code (an editable install not rebuilt): not used
         if not all(
             hasattr(_speedups, name)
-            for name in ("parse_common", "encode_reply", "encode_sized_reply")
+            for name in (
+                *("parse_common", "encode_reply", "encode_sized_reply"),
+                *("setup_request", "request_slots", "request_from"),
+                *("setup_response", "response_frame"),
+            )
         ):
             _speedups = None
 
