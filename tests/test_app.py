@@ -645,7 +645,7 @@ def test_finish_turns_errors_into_responses() -> None:
 
 def test_a_plain_function_on_a_later_route_answers_too() -> None:
     """POST /x: the static route /x has no POST; the template route /{name} after it
-    does, with a plain function (started as a task, as anything not on the first route)."""
+    does, with a plain function (called at once, as on its first route)."""
     app = App()
 
     @app.route("/x")
@@ -660,7 +660,29 @@ def test_a_plain_function_on_a_later_route_answers_too() -> None:
     assert call(app, "POST", "/x").body == b"post x"
     assert call(app, "POST", "/y").body == b"post y"
     assert call(app, "PUT", "/x").status == 405
-    request = make("POST", "/x")
-    pending = app.start(request)
-    assert type(pending) is tuple and pending[1] is None
-    assert asyncio.run(app.finish(request, pending[0])).body == b"post x"  # type: ignore[union-attr]
+    answered = app.start(make("POST", "/x"))
+    assert isinstance(answered, Response) and answered.body == b"post x"
+
+
+def test_a_plain_function_on_a_later_route_is_answered_like_on_its_first() -> None:
+    """A stray CancelledError is a 500 (not a request left unanswered), and a capture
+    may be called ``fn`` (no clash with a helper's own argument), on any route."""
+    app = App()
+
+    @app.route("/fn")
+    def static(request: Request) -> str:
+        return "static"
+
+    @app.route("/{fn}", methods=["POST"])
+    def post(request: Request, fn: str) -> str:
+        if fn == "cancel":
+            raise asyncio.CancelledError
+        return f"post {fn}"
+
+    @app.route("/cancel")
+    def cancel_get(request: Request) -> str:
+        return "get"
+
+    assert call(app, "POST", "/fn").body == b"post fn"  # a later route for POST
+    assert call(app, "POST", "/other").body == b"post other"  # its first route
+    assert call(app, "POST", "/cancel").status == 500  # a later route, CancelledError

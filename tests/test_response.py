@@ -390,20 +390,27 @@ def _fast_path_cases() -> list[Response]:
     ]
 
 
+def _general(response: Response) -> Response:
+    """The same response, made to take the general rendering (its headers asked for)."""
+    response.headers  # noqa: B018 - builds the ResponseHeaders: no length prefix from now on
+    assert response.length_prefix() is None
+    return response
+
+
 @pytest.mark.parametrize("head", [False, True])
 @pytest.mark.parametrize("keep_alive", [True, False])
-def test_render_cache_changes_nothing(
+def test_the_fast_rendering_is_the_general_one(
     monkeypatch: pytest.MonkeyPatch, head: bool, keep_alive: bool
 ) -> None:
+    reference = [_general(r).render(head=head, keep_alive=keep_alive) for r in _fast_path_cases()]
     monkeypatch.setattr(response_module, "_PREFIXES", {})
-    monkeypatch.setattr(response_module, "_PREFIXES_MAX", 0)
-    reference = [r.render(head=head, keep_alive=keep_alive) for r in _fast_path_cases()]
-    monkeypatch.setattr(response_module, "_PREFIXES_MAX", 256)
     for _ in range(3):  # the first round fills the cache, the next ones use it
         rendered = [r.render(head=head, keep_alive=keep_alive) for r in _fast_path_cases()]
         assert rendered == reference
     if keep_alive and not head:
         assert response_module._PREFIXES  # it was used
+    monkeypatch.setattr(response_module, "_PREFIXES_MAX", 0)  # nothing cached: the same
+    assert [r.render(head=head, keep_alive=keep_alive) for r in _fast_path_cases()] == reference
 
 
 def test_render_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -450,14 +457,28 @@ def test_subclass_fast_constructors_match_the_general_one(status: int) -> None:
 @pytest.mark.parametrize("keep_alive", [True, False])
 def test_length_prefix_is_the_rendered_head_up_to_the_length(head: bool, keep_alive: bool) -> None:
     used = 0
-    for r in _fast_path_cases():
+    for r, same in zip(_fast_path_cases(), _fast_path_cases(), strict=True):
         prefix = r.length_prefix(head, keep_alive)
         if prefix is not None:
             used += 1
             assert prefix.endswith(b"Content-Length: ")
-            expected = prefix + str(len(r.body)).encode() + b"\r\n\r\n" + r.body
-            assert r.render(head=head, keep_alive=keep_alive) == expected
+            expected = _general(same).render(head=head, keep_alive=keep_alive)
+            assert prefix + str(len(r.body)).encode() + b"\r\n\r\n" + r.body == expected
     assert used == (7 if keep_alive and not head else 0)
+
+
+def test_length_prefixes_of_long_content_types_are_not_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(response_module, "_PREFIXES", {})
+    long_type = "text/x-" + "a" * 10_000
+    r = Response(b"x", content_type=long_type)
+    assert r.length_prefix() == (
+        b"HTTP/1.1 200 OK\r\nContent-Type: " + long_type.encode() + b"\r\nContent-Length: "
+    )
+    assert not response_module._PREFIXES
+    Response(b"x", content_type="text/x-short").length_prefix()
+    assert list(response_module._PREFIXES) == [(200, "text/x-short")]
 
 
 def test_statuses_without_a_body_have_no_length_prefix() -> None:
@@ -485,9 +506,17 @@ def test_headers_are_built_when_asked_for_and_then_rendered() -> None:
     assert empty.render() == b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 
 
-def test_a_new_content_type_is_checked_once_then_rendered_from_the_cache() -> None:
+def test_a_new_content_type_is_checked_once_then_rendered_from_the_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from takefive.response import HTML, JSON, OCTETS
+
+    monkeypatch.setattr(response_module, "_CHECKED_TYPES", {TEXT, HTML, JSON, OCTETS})
+    monkeypatch.setattr(response_module, "_PREFIXES", {})
     r = Response("x", content_type="text/x-checked-once")
+    assert "text/x-checked-once" in response_module._CHECKED_TYPES  # not checked again
     assert r.headers.items() == [("Content-Type", "text/x-checked-once")]
     again = Response("y", content_type="text/x-checked-once")
     assert again.length_prefix() is not None
+    assert (200, "text/x-checked-once") in response_module._PREFIXES  # rendered from here on
     assert b"Content-Type: text/x-checked-once\r\nContent-Length: 1\r\n\r\ny" in again.render()

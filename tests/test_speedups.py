@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from takefive import request as request_module
+from takefive import response as response_module
 from takefive import runner as runner_module
 from takefive import wire
 from takefive.request import Request, request_from
@@ -351,7 +352,9 @@ def test_request_from_gives_anything_else_to_the_constructor(
     ):
         assert not _built_in_c(monkeypatch, odd)
         same_request(_speedups.request_from(odd), Request(odd))
-    for bad in ((SENDER, "7", "/", message.headers), "not a message", None):
+    # Only wire.Message is built in C: a plain tuple of the same five values goes to the
+    # constructor too (which wants a Message).
+    for bad in (tuple(message), (SENDER, "7", "/", message.headers), "not a message", None):
         with pytest.raises(AttributeError):
             Request(bad)  # type: ignore[arg-type]
         with pytest.raises(AttributeError):
@@ -359,17 +362,27 @@ def test_request_from_gives_anything_else_to_the_constructor(
 
 
 def test_request_from_leaks_no_references() -> None:
-    message = _message("GET", "/hello", "HTTP/1.1", None)
-    other = _message("get", "/hello", "HTTP/1.1", None)
-    before = sys.getrefcount(message), sys.getrefcount(message.headers), sys.getrefcount(Request)
+    # Strings made at run time (not interned, not immortal), so their counts tell.
+    method, path = "".join(["PO", "ST"]), "".join(["/lea", "ks"])
+    sender, conn_id, body = "".join([SENDER]), str(10**6 + 7), b"body" * 3
+    headers = {"METHOD": method, "PATH": path, "VERSION": "HTTP/1.1"}
+    message = Message(sender, conn_id, path, headers, body)
+    other = Message(sender, conn_id, path, {**headers, "METHOD": "post"}, body)
+    watched = (message, headers, method, path, sender, conn_id, body, Request)
+
+    def counts() -> list[int]:
+        return [sys.getrefcount(x) for x in watched]
+
+    before = counts()
+    objects = len(gc.get_objects())
     for _ in range(10_000):
         request = _speedups.request_from(message)
-        assert request.method == "GET"
+        assert request.method == "POST" and request.path == "/leaks"
         del request
-        assert _speedups.request_from(other).method == "GET"  # by the constructor
+        assert _speedups.request_from(other).method == "POST"  # by the constructor
     gc.collect()
-    after = sys.getrefcount(message), sys.getrefcount(message.headers), sys.getrefcount(Request)
-    assert after == before
+    assert counts() == before
+    assert len(gc.get_objects()) < objects + 100  # no Request, dict or state kept alive
 
 
 def test_setup_request_refuses_another_layout() -> None:
@@ -384,7 +397,9 @@ def test_setup_request_refuses_another_layout() -> None:
 
     for cls in (Extra, WithDict, Renamed, int):
         with pytest.raises(TypeError):
-            _speedups.setup_request(cls, frozenset(), None)
+            _speedups.setup_request(cls, Message, frozenset(), None)
+    with pytest.raises(TypeError):
+        _speedups.setup_request(Request, dict, frozenset(), None)
     # Still set up for the real Request.
     message = _message("GET", "/", None, None)
     same_request(request_from(message), Request(message))
@@ -423,6 +438,7 @@ def _responses() -> list[Response]:
 @pytest.mark.parametrize("conn_id", ["7", "123456789", "", "x", "1 2"])
 def test_response_frame_agrees_with_the_python_code(conn_id: str) -> None:
     assert runner_module._c_response_frame is _speedups.response_frame
+    response_module._PREFIXES.clear()  # a cache: room for what this test renders
     for sender in (SENDER, "a-sender-the-c-code-has-not-seen-" + conn_id):
         for response in _responses():
             fast = _speedups.response_frame(sender, conn_id, response)
@@ -455,14 +471,43 @@ def test_response_frame_leaves_anything_else_to_the_python_code() -> None:
 
 
 def test_response_frame_leaks_no_references() -> None:
-    response = PlainTextResponse("Hello")
-    runner_module._response_frame(SENDER, "12", response)
-    before = sys.getrefcount(response), sys.getrefcount(response.body)
+    ctype = "".join(["text/x-", "leak-test"])  # made at run time: its count tells
+    response = Response(b"Hello" * 3, status=201, content_type=ctype)
+    assert runner_module._response_frame(SENDER, "12", response) is not None
+    prefix = response_module._PREFIXES[(201, ctype)]
+    uuid = wire._sender_raw[SENDER]
+    watched = (response, response.body, ctype, prefix, uuid, Response)
+    before = [sys.getrefcount(x) for x in watched]
     for _ in range(10_000):
         assert _speedups.response_frame(SENDER, "12", response)
         assert _speedups.response_frame(SENDER, "x", response) is None
     gc.collect()
-    assert (sys.getrefcount(response), sys.getrefcount(response.body)) == before
+    assert [sys.getrefcount(x) for x in watched] == before
+
+
+def test_a_response_class_with_its_own_rendering_is_rendered() -> None:
+    """A class overriding render() or length_prefix() never takes the one-copy path."""
+
+    class Fine(PlainTextResponse):
+        def render(self, *, head: bool = False, keep_alive: bool = True) -> bytes:
+            return super().render(head=head, keep_alive=keep_alive).replace(b" OK", b" Fine")
+
+    class Prefixed(PlainTextResponse):
+        def length_prefix(self, head: bool = False, keep_alive: bool = True) -> bytes | None:
+            return None
+
+    for cls in (Fine, Prefixed):
+        response = cls("x")
+        assert runner_module._response_frame(SENDER, "7", response) is None
+        assert _speedups.response_frame(SENDER, "7", response) is None
+        assert cls not in runner_module._FRAMED_TYPES
+    assert Fine("x").render().startswith(b"HTTP/1.1 200 Fine")
+    plain = _WithDict("x")
+    assert runner_module._response_frame(SENDER, "7", plain) is not None
+    assert _WithDict in runner_module._FRAMED_TYPES
+    assert _speedups.response_frame(SENDER, "7", plain) == runner_module._response_frame(
+        SENDER, "7", plain
+    )
 
 
 def test_setup_response_refuses_a_class_without_its_slots() -> None:
@@ -471,9 +516,11 @@ def test_setup_response_refuses_a_class_without_its_slots() -> None:
 
     for cls in (Other, int):
         with pytest.raises(TypeError):
-            _speedups.setup_response(cls, {}, {})
+            _speedups.setup_response(cls, {}, {}, set())
     with pytest.raises(TypeError):
-        _speedups.setup_response(Response, [], {})  # type: ignore[arg-type]
+        _speedups.setup_response(Response, [], {}, set())  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _speedups.setup_response(Response, {}, {}, frozenset())  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- without it

@@ -369,21 +369,26 @@ static const char *request_slots[R_COUNT] = {
 };
 
 static PyTypeObject *request_type = NULL;
+static PyTypeObject *message_type = NULL; /* wire.Message: the only input built here */
 static PyObject *upper_methods = NULL; /* frozenset of methods already upper-case */
 static PyObject *missing = NULL;       /* request._MISSING: _json not parsed yet */
 static Py_ssize_t request_offsets[R_COUNT];
 static PyObject *key_method, *key_path, *key_version, *key_connection, *http10;
 
 PyDoc_STRVAR(setup_request_doc,
-"setup_request(cls, upper_methods, missing) -> None\n\n"
+"setup_request(cls, message_type, upper_methods, missing) -> None\n\n"
 "Learn where the slots of takefive.request.Request are; ``request_slots()`` names\n"
-"them. Raises TypeError if ``cls`` does not have exactly these object slots.");
+"them. Raises TypeError if ``cls`` does not have exactly these object slots.\n"
+"Only messages of exactly ``message_type`` (wire.Message) are built in C.");
 
 static PyObject *
 setup_request(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3 || !PyType_Check(args[0]) || !PyFrozenSet_CheckExact(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "setup_request(cls, frozenset, missing)");
+    if (nargs != 4 || !PyType_Check(args[0]) || !PyType_Check(args[1]) ||
+        !PyType_IsSubtype((PyTypeObject *)args[1], &PyTuple_Type) ||
+        !PyFrozenSet_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "setup_request(cls, a tuple subclass, frozenset, missing)");
         return NULL;
     }
     PyTypeObject *cls = (PyTypeObject *)args[0];
@@ -415,22 +420,15 @@ setup_request(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         offsets[i] = member->offset;
     }
-    if (key_method == NULL) {
-        key_method = PyUnicode_InternFromString("METHOD");
-        key_path = PyUnicode_InternFromString("PATH");
-        key_version = PyUnicode_InternFromString("VERSION");
-        key_connection = PyUnicode_InternFromString("connection");
-        http10 = PyUnicode_InternFromString("HTTP/1.0");
-        if (!key_method || !key_path || !key_version || !key_connection || !http10)
-            return NULL;
-    }
     memcpy(request_offsets, offsets, sizeof offsets);
     Py_INCREF(cls);
     Py_XSETREF(request_type, cls);
     Py_INCREF(args[1]);
-    Py_XSETREF(upper_methods, args[1]);
+    Py_XSETREF(message_type, (PyTypeObject *)args[1]);
     Py_INCREF(args[2]);
-    Py_XSETREF(missing, args[2]);
+    Py_XSETREF(upper_methods, args[2]);
+    Py_INCREF(args[3]);
+    Py_XSETREF(missing, args[3]);
     Py_RETURN_NONE;
 }
 
@@ -470,14 +468,15 @@ str_header(PyObject *headers, PyObject *key)
 static int
 build_request(PyObject *message, PyObject **out)
 {
-    if (!PyTuple_Check(message) || PyTuple_GET_SIZE(message) != 5)
+    if (!Py_IS_TYPE(message, message_type) || PyTuple_GET_SIZE(message) != 5)
         return 0;
     PyObject *sender = PyTuple_GET_ITEM(message, 0), *conn_id = PyTuple_GET_ITEM(message, 1);
     PyObject *headers = PyTuple_GET_ITEM(message, 3), *body = PyTuple_GET_ITEM(message, 4);
     if (!PyDict_CheckExact(headers) || !PyUnicode_CheckExact(sender) ||
         !PyUnicode_CheckExact(conn_id) || !PyBytes_CheckExact(body))
         return 0;
-    /* Only lookups of exact str keys in an exact dict below: no Python code runs. */
+    /* Lookups of exact str keys in an exact dict: no Python code runs until the
+       allocations below. */
     PyObject *method = str_header(headers, key_method);
     if (method == NULL)
         return PyErr_Occurred() ? -1 : 0;
@@ -508,12 +507,19 @@ build_request(PyObject *message, PyObject **out)
         keep_alive = order != 0;
     }
 
+    /* method and path are the headers dict's: hold them while allocating (a collection
+       there may run a finalizer, which could change the dict). The message tuple holds
+       the rest, and the caller holds the message. */
+    Py_INCREF(method);
+    Py_INCREF(path);
     PyObject *path_params = PyDict_New();
     PyObject *state = path_params == NULL ? NULL : PyDict_New();
     PyObject *self = state == NULL ? NULL : request_type->tp_alloc(request_type, 0);
     if (self == NULL) {
         Py_XDECREF(path_params);
         Py_XDECREF(state);
+        Py_DECREF(method);
+        Py_DECREF(path);
         return -1;
     }
     PyObject *values[R_COUNT];
@@ -528,8 +534,8 @@ build_request(PyObject *message, PyObject **out)
     values[R_CONN_ID] = Py_NewRef(conn_id);
     values[R_KEEP_ALIVE] = Py_NewRef(keep_alive ? Py_True : Py_False);
     values[R_MESSAGE] = Py_NewRef(message);
-    values[R_METHOD] = Py_NewRef(method);
-    values[R_PATH] = Py_NewRef(path);
+    values[R_METHOD] = method; /* the references taken above */
+    values[R_PATH] = path;
     values[R_PATH_PARAMS] = path_params;
     values[R_SENDER] = Py_NewRef(sender);
     values[R_STATE] = state;
@@ -575,19 +581,21 @@ static const char *response_slots[S_COUNT] = {"_ctype", "_headers", "body", "sta
 static PyTypeObject *response_type = NULL;
 static PyObject *length_prefixes = NULL; /* response._PREFIXES: (status, ctype) -> bytes */
 static PyObject *checked_senders = NULL; /* wire._sender_raw: sender -> its bytes */
+static PyObject *framed_types = NULL;    /* runner._FRAMED_TYPES: classes rendering as Response */
 static Py_ssize_t response_offsets[S_COUNT];
 
 PyDoc_STRVAR(setup_response_doc,
-"setup_response(cls, prefixes, senders) -> None\n\n"
-"Learn where the slots of takefive.response.Response are, and the dicts of cached\n"
-"length prefixes and checked senders. Raises TypeError if cls lacks these slots.");
+"setup_response(cls, prefixes, senders, framed_types) -> None\n\n"
+"Learn where the slots of takefive.response.Response are, the dicts of cached\n"
+"length prefixes and checked senders, and the set of the Response classes that render\n"
+"as Response does. Raises TypeError if cls lacks these slots.");
 
 static PyObject *
 setup_response(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3 || !PyType_Check(args[0]) || !PyDict_CheckExact(args[1]) ||
-        !PyDict_CheckExact(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "setup_response(cls, dict, dict)");
+    if (nargs != 4 || !PyType_Check(args[0]) || !PyDict_CheckExact(args[1]) ||
+        !PyDict_CheckExact(args[2]) || !PySet_CheckExact(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "setup_response(cls, dict, dict, set)");
         return NULL;
     }
     PyTypeObject *cls = (PyTypeObject *)args[0];
@@ -619,14 +627,17 @@ setup_response(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(length_prefixes, args[1]);
     Py_INCREF(args[2]);
     Py_XSETREF(checked_senders, args[2]);
+    Py_INCREF(args[3]);
+    Py_XSETREF(framed_types, args[3]);
     Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(response_frame_doc,
 "response_frame(sender, conn_id, response) -> bytes or None\n\n"
-"The reply frame for a Response (any subclass) whose headers are its Content-Type\n"
-"alone, whose length prefix is cached and whose sender is known; None for anything\n"
-"else. The caller has checked keep-alive and not HEAD.");
+"The reply frame for a Response of a class in framed_types (one that renders as\n"
+"Response does) whose headers are its Content-Type alone, whose length prefix is\n"
+"cached and whose sender is known; None for anything else. The caller has checked\n"
+"keep-alive and not HEAD.");
 
 static PyObject *
 response_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -639,8 +650,10 @@ response_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (response_type == NULL || !PyUnicode_CheckExact(sender) ||
         !PyObject_TypeCheck(response, response_type))
         Py_RETURN_NONE;
-    /* Borrowed from the response, which the caller holds; only lookups of exact int,
-       str and tuple keys in exact dicts below: no Python code runs. */
+    int framed = PySet_Contains(framed_types, (PyObject *)Py_TYPE(response));
+    if (framed <= 0)
+        return framed < 0 ? NULL : Py_NewRef(Py_None);
+    /* Borrowed from the response, which the caller holds. */
     PyObject *slot[S_COUNT];
     for (int i = 0; i < S_COUNT; i++) {
         slot[i] = *(PyObject **)((char *)response + response_offsets[i]);
@@ -651,34 +664,36 @@ response_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (slot[S_HEADERS] != Py_None || !PyLong_CheckExact(status) || !PyBytes_CheckExact(body) ||
         !(ctype == Py_None || PyUnicode_CheckExact(ctype)))
         Py_RETURN_NONE;
+    /* The key tuple is a collectable object: its allocation may run a collection, and
+       a finalizer could change the response. The tuple holds status and ctype; hold
+       the body. After it, only lookups of exact int, str and tuple keys in exact dicts
+       and a bytes allocation (no collection): no Python code runs. */
+    Py_INCREF(body);
     PyObject *key = PyTuple_Pack(2, status, ctype);
-    if (key == NULL)
+    if (key == NULL) {
+        Py_DECREF(body);
         return NULL;
+    }
     PyObject *prefix = PyDict_GetItemWithError(length_prefixes, key); /* borrowed */
     Py_DECREF(key);
-    if (prefix == NULL) {
-        if (PyErr_Occurred())
-            return NULL;
-        Py_RETURN_NONE;
-    }
-    if (!PyBytes_CheckExact(prefix)) /* None: a status without a body */
-        Py_RETURN_NONE;
+    PyObject *out = NULL;
+    if (prefix == NULL || !PyBytes_CheckExact(prefix)) /* None: a status without a body */
+        goto none;
     PyObject *uuid = PyDict_GetItemWithError(checked_senders, sender); /* borrowed */
-    if (uuid == NULL) {
-        if (PyErr_Occurred())
-            return NULL;
-        Py_RETURN_NONE;
-    }
-    if (!PyBytes_CheckExact(uuid))
-        Py_RETURN_NONE;
+    if (uuid == NULL || !PyBytes_CheckExact(uuid))
+        goto none;
     Py_ssize_t id_len;
     const char *id = digit_id(conn_id, &id_len);
-    if (id == NULL) {
-        if (PyErr_Occurred())
-            return NULL;
-        Py_RETURN_NONE;
-    }
-    return build_reply(uuid, id, id_len, prefix, body, 1);
+    if (id == NULL)
+        goto none;
+    out = build_reply(uuid, id, id_len, prefix, body, 1);
+    Py_DECREF(body);
+    return out;
+none:
+    Py_DECREF(body);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
 }
 
 static PyMethodDef speedups_methods[] = {
@@ -709,5 +724,12 @@ static struct PyModuleDef speedups_module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
+    key_method = PyUnicode_InternFromString("METHOD");
+    key_path = PyUnicode_InternFromString("PATH");
+    key_version = PyUnicode_InternFromString("VERSION");
+    key_connection = PyUnicode_InternFromString("connection");
+    http10 = PyUnicode_InternFromString("HTTP/1.0");
+    if (!key_method || !key_path || !key_version || !key_connection || !http10)
+        return NULL;
     return PyModule_Create(&speedups_module);
 }

@@ -208,8 +208,13 @@ class App:
             request.path_params = params
         except Exception as exc:
             return self._failed(request, exc)
-        # A plain function: called at once, in a context of its own (what it sets in
-        # context variables stays with this request); its errors are handled there too.
+        return self._call_plain(request, fn, params)
+
+    def _call_plain(
+        self, request: Request, fn: Callable[..., Any], params: dict[str, Any]
+    ) -> Response | Pending | None:
+        """Call a plain function handler at once, in a context of its own (what it sets
+        in context variables stays with this request); its errors are handled there too."""
         context = copy_context()
         try:
             result = context.run(fn, request, **params) if params else context.run(fn, request)
@@ -227,7 +232,7 @@ class App:
 
     def _start_other(
         self, request: Request, found: tuple[Any, dict[str, Any]] | None
-    ) -> Pending:
+    ) -> Response | Pending | None:
         """:meth:`start` for anything but a plain function routed for the method: an
         ``async def`` function, a Handler class, HEAD via GET, OPTIONS, 404, 405."""
         method = request.method
@@ -241,8 +246,8 @@ class App:
             return endpoint(self, request, method, params), None
         if method in endpoint.awaiting:  # async def: calling it runs none of its code
             return (fn(request, **params) if params else fn(request)), None
-        # a plain function on a later route (the first lacks the method): as a task
-        return call(fn, request, **params), None
+        # a plain function on a later route (the first lacks the method)
+        return self._call_plain(request, fn, params)
 
     async def finish(self, request: Request, awaitable: Awaitable[Any]) -> Response | None:
         """Await what :meth:`start` could not finish; never raises (but cancellation)."""

@@ -52,7 +52,7 @@ HOLD: Final = _Hold()
 _PLAIN_RESULTS = (Response, str, bytes, dict, list, type(None))
 
 
-async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+async def call(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     """Call a plain or async function and return its (awaited) result."""
     result = fn(*args, **kwargs)
     if type(result) is CoroutineType:

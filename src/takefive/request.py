@@ -319,7 +319,7 @@ def _request_from() -> Callable[[Message], Request]:
     if speedups is None or set(speedups.request_slots()) != set(Request.__slots__):
         return Request
     try:
-        speedups.setup_request(Request, _UPPER_METHODS, _MISSING)
+        speedups.setup_request(Request, wire.Message, _UPPER_METHODS, _MISSING)
     except TypeError:
         return Request
     build: Callable[[Message], Request] = speedups.request_from

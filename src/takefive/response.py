@@ -382,11 +382,13 @@ class Response:
         """
         if head or not keep_alive or self._headers is not None:
             return None
-        key = (self.status, self._ctype)
+        ctype = self._ctype
+        key = (self.status, ctype)
         prefix = _PREFIXES.get(key, _UNKNOWN)
         if prefix is _UNKNOWN:
             prefix = _length_prefix(*key)
-            if len(_PREFIXES) < _PREFIXES_MAX:
+            # Bounded: at most _PREFIXES_MAX entries, none with a long content type.
+            if len(_PREFIXES) < _PREFIXES_MAX and (ctype is None or len(ctype) < 256):
                 _PREFIXES[key] = prefix
         return prefix
 

@@ -340,9 +340,25 @@ class HandlerServer:
             log.exception("internal error serving %s %s", message.sender, message.conn_id)
 
 
+#: Response classes whose responses may skip ``render()``: those with no ``render()`` nor
+#: ``length_prefix()`` of their own (checked once per class; bounded). A class that
+#: renders differently is always rendered.
+_FRAMED_TYPES: set[type] = set()
+
+
+def _renders_as_response(cls: type) -> bool:
+    plain = cls.render is Response.render and cls.length_prefix is Response.length_prefix  # type: ignore[attr-defined]
+    if plain and len(_FRAMED_TYPES) < 256:
+        _FRAMED_TYPES.add(cls)
+    return plain
+
+
 def _response_frame(sender: str, conn_id: str, response: Response) -> bytes | None:
     """The frame answering a keep-alive, not HEAD request with ``response``, when the
-    response is a common one (see :meth:`Response.length_prefix`); else None."""
+    response is a common one (see :meth:`Response.length_prefix`) of a class that
+    renders as Response does; else None (then ``render()`` makes the bytes)."""
+    if type(response) not in _FRAMED_TYPES and not _renders_as_response(type(response)):
+        return None
     prefix = response.length_prefix()
     if prefix is None:
         return None
@@ -361,7 +377,9 @@ def _c_frames() -> Callable[[str, str, Response], bytes | None]:
     if speedups is None:
         return _no_frame
     try:
-        speedups.setup_response(Response, response_module._PREFIXES, wire._sender_raw)
+        speedups.setup_response(
+            Response, response_module._PREFIXES, wire._sender_raw, _FRAMED_TYPES
+        )
     except TypeError:
         return _no_frame
     frame: Callable[[str, str, Response], bytes | None] = speedups.response_frame

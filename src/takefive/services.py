@@ -427,6 +427,8 @@ class Dispatcher(AsyncClosing, Breakable[ServiceError]):
         reader in a turn of the loop, and a busy machine delays both): what has arrived
         is handled before the worker is blamed for silence.
         """
+        if self._workers.get(worker.identity) is not worker:  # gone earlier in this tick
+            return True
         if now <= worker.expires:
             return False
         if self._broken is None:
