@@ -63,7 +63,7 @@ def mutations(data: bytes) -> list[bytes]:
 
 def test_the_extension_is_in_use() -> None:
     assert wire.C_SPEEDUPS
-    assert wire._c_parse_common is _speedups.parse_common
+    assert wire.parse_request is _speedups.parse_request
     assert wire._c_encode_reply is _speedups.encode_reply
     assert wire._c_encode_sized_reply is _speedups.encode_sized_reply
 
@@ -96,6 +96,37 @@ def test_parse_agrees_with_the_python_code_on_every_mutation(data: bytes) -> Non
         assert type(fast) is Message and type(fast.headers) is dict
         assert fast == wire._parse_request(candidate)
     assert taken >= 1
+
+
+def _decoded(parse: Any, data: object) -> object:
+    """A message, or the ProtocolError's text."""
+    try:
+        return parse(data)
+    except wire.ProtocolError as exc:
+        return f"ProtocolError: {exc}"
+
+
+@pytest.mark.parametrize("data", REFERENCE_FRAMES)
+def test_parse_request_in_c_is_the_python_decoder_on_every_mutation(data: bytes) -> None:
+    learn(data)
+    for candidate in [data, *mutations(data)]:
+        assert _decoded(_speedups.parse_request, candidate) == _decoded(wire._parse_any, candidate)
+    for other in (bytearray(data), memoryview(data), data.decode("latin-1"), None, 7):
+        assert _decoded(_speedups.parse_request, other) == _decoded(wire._parse_any, other)
+
+
+def test_parse_request_in_c_leaks_no_references() -> None:
+    data = frame(body=b"abc")
+    learn(data)
+    bad = data[:-1]
+    before = sys.getrefcount(data), sys.getrefcount(bad), sys.getrefcount(wire._parse_any)
+    for _ in range(5_000):
+        assert _speedups.parse_request(data).body == b"abc"
+        with pytest.raises(wire.ProtocolError):
+            _speedups.parse_request(bad)
+    gc.collect()
+    after = sys.getrefcount(data), sys.getrefcount(bad), sys.getrefcount(wire._parse_any)
+    assert after == before
 
 
 def test_parse_of_a_large_body() -> None:

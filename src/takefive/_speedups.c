@@ -195,6 +195,57 @@ done:
     return NULL;
 }
 
+/* ------------------------------------------------------------------ parse_request */
+
+static PyObject *parse_senders = NULL;      /* wire._senders */
+static PyObject *parse_known = NULL;        /* wire._known_headers */
+static PyObject *parse_message_type = NULL; /* wire.Message */
+static PyObject *parse_fallback = NULL;     /* the Python decoder, for anything else */
+
+PyDoc_STRVAR(setup_parse_doc,
+"setup_parse(senders, known_headers, message_type, fallback) -> None\n\n"
+"What parse_request() needs: parse_common's dicts and message type, and the Python\n"
+"decoder it hands every other frame to.");
+
+static PyObject *
+setup_parse(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyDict_CheckExact(args[0]) || !PyDict_CheckExact(args[1]) ||
+        !PyType_Check(args[2]) || !PyType_IsSubtype((PyTypeObject *)args[2], &PyTuple_Type) ||
+        !PyCallable_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "setup_parse(dict, dict, a tuple subclass, a callable)");
+        return NULL;
+    }
+    Py_XSETREF(parse_senders, Py_NewRef(args[0]));
+    Py_XSETREF(parse_known, Py_NewRef(args[1]));
+    Py_XSETREF(parse_message_type, Py_NewRef(args[2]));
+    Py_XSETREF(parse_fallback, Py_NewRef(args[3]));
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(parse_request_doc,
+"parse_request(data) -> Message\n\n"
+"Decode one front end -> handler message: parse_common for a known sender and header\n"
+"block, the Python decoder (which decides, and raises ProtocolError) for the rest.");
+
+static PyObject *
+parse_request(PyObject *module, PyObject *data)
+{
+    if (parse_fallback == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "parse_request: setup_parse() first");
+        return NULL;
+    }
+    if (PyBytes_CheckExact(data)) {
+        PyObject *args[4] = {data, parse_senders, parse_known, parse_message_type};
+        PyObject *message = parse_common(module, args, 4);
+        if (message != Py_None)
+            return message; /* a message, or NULL with an exception set */
+        Py_DECREF(message);
+    }
+    return PyObject_CallOneArg(parse_fallback, data);
+}
+
 /* Writes n (>= 0) in decimal at buf (room for 20 digits); returns the digit count. */
 static int
 format_size(char *buf, Py_ssize_t n)
@@ -698,6 +749,8 @@ none:
 
 static PyMethodDef speedups_methods[] = {
     {"parse_common", (PyCFunction)(void (*)(void))parse_common, METH_FASTCALL, parse_common_doc},
+    {"setup_parse", (PyCFunction)(void (*)(void))setup_parse, METH_FASTCALL, setup_parse_doc},
+    {"parse_request", parse_request, METH_O, parse_request_doc},
     {"encode_reply", (PyCFunction)(void (*)(void))encode_reply, METH_FASTCALL, encode_reply_doc},
     {"encode_sized_reply", (PyCFunction)(void (*)(void))encode_sized_reply, METH_FASTCALL,
      encode_sized_reply_doc},

@@ -75,7 +75,8 @@ if not os.environ.get("TAKEFIVE_NO_EXTENSIONS"):
         if not all(
             hasattr(_speedups, name)
             for name in (
-                *("parse_common", "encode_reply", "encode_sized_reply"),
+                *("setup_parse", "parse_request", "parse_common"),
+                *("encode_reply", "encode_sized_reply"),
                 *("setup_request", "request_slots", "request_from"),
                 *("setup_response", "response_frame"),
             )
@@ -237,13 +238,9 @@ def _sender_text(raw: bytes) -> str:
     return sender
 
 
-def parse_request(data: bytes) -> Message:
-    """Decode one front end -> handler message."""
+def _parse_any(data: bytes) -> Message:
+    """parse_request in Python: the one-pass fast path, else the careful decoder."""
     if type(data) is bytes:
-        if _c_parse_common is not None:
-            message = _c_parse_common(data, _senders, _known_headers, Message)
-            if message is not None:
-                return message
         message = _parse_common(data)
         if message is not None:
             return message
@@ -259,9 +256,6 @@ _KNOWN_HEADERS_MAX = 256
 _KNOWN_HEADERS_MAX_BYTES = 2048
 
 _new_message = tuple.__new__
-_c_parse_common: (
-    Callable[[bytes, dict[bytes, str], dict[bytes, Headers], type[Message]], Message | None] | None
-) = _speedups.parse_common if _speedups is not None else None
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 
@@ -550,3 +544,18 @@ def parse_response(data: bytes) -> Reply:
         memoryview(data)[end + 2 :],
         control,
     )
+
+
+def _request_parser() -> Callable[[bytes], Message]:
+    if _speedups is None:
+        return _parse_any
+    _speedups.setup_parse(_senders, _known_headers, Message, _parse_any)
+    parse: Callable[[bytes], Message] = _speedups.parse_request
+    return parse
+
+
+#: ``parse_request(data: bytes) -> Message``: decode one front end -> handler message
+#: (``ProtocolError`` for anything malformed). With the C speedups, a C function that
+#: decodes the common frame (a known sender and header block) and hands any other to the
+#: Python code, which decides; else that Python code alone.
+parse_request = _request_parser()
