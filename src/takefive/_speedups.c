@@ -400,6 +400,36 @@ encode_sized_reply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return build_reply(uuid, id, id_len, head, body, 1);
 }
 
+/*
+ * The offsets of the object slots ``names`` of cls, a class defined in Python, read from
+ * its own member descriptors. Returns 0, or -1 with a TypeError (naming ``who``) set.
+ */
+static int
+slot_offsets(PyTypeObject *cls, const char *const *names, int count, Py_ssize_t *offsets,
+             const char *who)
+{
+    if (!PyType_HasFeature(cls, Py_TPFLAGS_HEAPTYPE)) { /* a builtin's tp_dict may be NULL */
+        PyErr_Format(PyExc_TypeError, "%s: not a Python class", who);
+        return -1;
+    }
+    for (int i = 0; i < count; i++) {
+        PyObject *descr = PyDict_GetItemString(cls->tp_dict, names[i]); /* borrowed */
+        if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+            PyErr_Format(PyExc_TypeError, "%s: no slot %s", who, names[i]);
+            return -1;
+        }
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type != T_OBJECT_EX || (member->flags & READONLY) ||
+            member->offset < (Py_ssize_t)sizeof(PyObject) ||
+            member->offset > cls->tp_basicsize - (Py_ssize_t)sizeof(PyObject *)) {
+            PyErr_Format(PyExc_TypeError, "%s: slot %s is not an object slot", who, names[i]);
+            return -1;
+        }
+        offsets[i] = member->offset;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------ Request */
 
 /*
@@ -414,7 +444,7 @@ enum {
     R_KEEP_ALIVE, R_MESSAGE, R_METHOD, R_PATH, R_PATH_PARAMS, R_SENDER, R_STATE, R_COUNT
 };
 
-static const char *request_slots[R_COUNT] = {
+static const char *const request_slots[R_COUNT] = {
     "_cookies", "_form", "_headers", "_json", "_query", "_raw", "app", "body", "conn_id",
     "keep_alive", "message", "method", "path", "path_params", "sender", "state",
 };
@@ -443,33 +473,15 @@ setup_request(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyTypeObject *cls = (PyTypeObject *)args[0];
-    if (!PyType_HasFeature(cls, Py_TPFLAGS_HEAPTYPE)) { /* a class defined in Python */
-        PyErr_SetString(PyExc_TypeError, "setup_request: not a Python class");
+    Py_ssize_t offsets[R_COUNT];
+    if (slot_offsets(cls, request_slots, R_COUNT, offsets, "setup_request") < 0)
         return NULL;
-    }
     /* Exactly our slots, each an object slot of cls itself, and nothing more (no
        __dict__, no other slot a C-built instance would leave unset). */
     if (cls->tp_dictoffset != 0 || cls->tp_itemsize != 0 ||
         cls->tp_basicsize != (Py_ssize_t)(sizeof(PyObject) + R_COUNT * sizeof(PyObject *))) {
         PyErr_SetString(PyExc_TypeError, "setup_request: unexpected layout");
         return NULL;
-    }
-    Py_ssize_t offsets[R_COUNT];
-    for (int i = 0; i < R_COUNT; i++) {
-        PyObject *descr = PyDict_GetItemString(cls->tp_dict, request_slots[i]); /* borrowed */
-        if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
-            PyErr_Format(PyExc_TypeError, "setup_request: no slot %s", request_slots[i]);
-            return NULL;
-        }
-        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
-        if (member->type != T_OBJECT_EX || (member->flags & READONLY) ||
-            member->offset < (Py_ssize_t)sizeof(PyObject) ||
-            member->offset > cls->tp_basicsize - (Py_ssize_t)sizeof(PyObject *)) {
-            PyErr_Format(PyExc_TypeError, "setup_request: slot %s is not an object slot",
-                         request_slots[i]);
-            return NULL;
-        }
-        offsets[i] = member->offset;
     }
     memcpy(request_offsets, offsets, sizeof offsets);
     Py_INCREF(cls);
@@ -627,7 +639,7 @@ request_from(PyObject *module, PyObject *message)
 
 enum { S_CTYPE, S_HEADERS, S_BODY, S_STATUS, S_COUNT };
 
-static const char *response_slots[S_COUNT] = {"_ctype", "_headers", "body", "status"};
+static const char *const response_slots[S_COUNT] = {"_ctype", "_headers", "body", "status"};
 
 static PyTypeObject *response_type = NULL;
 static PyObject *length_prefixes = NULL; /* response._PREFIXES: (status, ctype) -> bytes */
@@ -650,27 +662,9 @@ setup_response(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyTypeObject *cls = (PyTypeObject *)args[0];
-    if (!PyType_HasFeature(cls, Py_TPFLAGS_HEAPTYPE)) { /* a class defined in Python */
-        PyErr_SetString(PyExc_TypeError, "setup_response: not a Python class");
-        return NULL;
-    }
     Py_ssize_t offsets[S_COUNT];
-    for (int i = 0; i < S_COUNT; i++) {
-        PyObject *descr = PyDict_GetItemString(cls->tp_dict, response_slots[i]); /* borrowed */
-        if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
-            PyErr_Format(PyExc_TypeError, "setup_response: no slot %s", response_slots[i]);
-            return NULL;
-        }
-        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
-        if (member->type != T_OBJECT_EX || (member->flags & READONLY) ||
-            member->offset < (Py_ssize_t)sizeof(PyObject) ||
-            member->offset > cls->tp_basicsize - (Py_ssize_t)sizeof(PyObject *)) {
-            PyErr_Format(PyExc_TypeError, "setup_response: slot %s is not an object slot",
-                         response_slots[i]);
-            return NULL;
-        }
-        offsets[i] = member->offset;
-    }
+    if (slot_offsets(cls, response_slots, S_COUNT, offsets, "setup_response") < 0)
+        return NULL;
     memcpy(response_offsets, offsets, sizeof offsets);
     Py_INCREF(cls);
     Py_XSETREF(response_type, cls);
