@@ -686,3 +686,27 @@ def test_a_plain_function_on_a_later_route_is_answered_like_on_its_first() -> No
     assert call(app, "POST", "/fn").body == b"post fn"  # a later route for POST
     assert call(app, "POST", "/other").body == b"post other"  # its first route
     assert call(app, "POST", "/cancel").status == 500  # a later route, CancelledError
+
+
+def test_a_handler_keeping_an_http10_connection_says_so() -> None:
+    """HTTP/1.0 without Connection: keep-alive closes, unless the handler keeps it: then
+    the answer must say keep-alive (an HTTP/1.0 client would wait for the close)."""
+    app = App()
+
+    @app.route("/keep")
+    def keep(request: Request) -> Response:
+        request.keep_alive = True
+        return PlainTextResponse("kept")
+
+    @app.route("/plain")
+    def plain(request: Request) -> Response:
+        return PlainTextResponse("closed")
+
+    request = make("GET", "/keep", version="HTTP/1.0")
+    kept = app.start(request)
+    assert isinstance(kept, Response) and request.keep_alive
+    assert kept.headers.get("Connection") == "keep-alive"
+    closed = app.start(make("GET", "/plain", version="HTTP/1.0"))
+    assert isinstance(closed, Response) and "Connection" not in closed.headers
+    answered = app.start(make("GET", "/plain"))  # HTTP/1.1: nothing added
+    assert isinstance(answered, Response) and answered.length_prefix() is not None

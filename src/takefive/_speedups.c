@@ -440,12 +440,12 @@ slot_offsets(PyTypeObject *cls, const char *const *names, int count, Py_ssize_t 
  */
 
 enum {
-    R_COOKIES, R_FORM, R_HEADERS, R_JSON, R_QUERY, R_RAW, R_APP, R_BODY, R_CONN_ID,
+    R_COOKIES, R_FORM, R_HEADERS, R_HTTP10, R_JSON, R_QUERY, R_RAW, R_APP, R_BODY, R_CONN_ID,
     R_KEEP_ALIVE, R_MESSAGE, R_METHOD, R_PATH, R_PATH_PARAMS, R_SENDER, R_STATE, R_COUNT
 };
 
 static const char *const request_slots[R_COUNT] = {
-    "_cookies", "_form", "_headers", "_json", "_query", "_raw", "app", "body", "conn_id",
+    "_cookies", "_form", "_headers", "_http10", "_json", "_query", "_raw", "app", "body", "conn_id",
     "keep_alive", "message", "method", "path", "path_params", "sender", "state",
 };
 
@@ -589,6 +589,7 @@ build_request(PyObject *message, PyObject **out)
     values[R_COOKIES] = Py_NewRef(Py_None);
     values[R_FORM] = Py_NewRef(Py_None);
     values[R_HEADERS] = Py_NewRef(Py_None);
+    values[R_HTTP10] = Py_NewRef(keep_alive ? Py_False : Py_True); /* no Connection header */
     values[R_JSON] = Py_NewRef(missing);
     values[R_QUERY] = Py_NewRef(Py_None);
     values[R_RAW] = Py_NewRef(headers);

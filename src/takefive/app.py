@@ -218,10 +218,8 @@ class App:
         context = copy_context()
         try:
             result = context.run(fn, request, **params) if params else context.run(fn, request)
-            # The common case: nothing to add. (_complete adds to HTTP/1.0 keep-alive
-            # answers, and such a request has a Connection header.)
-            if isinstance(result, Response) and "connection" not in request._raw:
-                return result
+            if isinstance(result, Response) and not request._http10:
+                return result  # the common case: nothing to add (see _complete)
             if not isinstance(result, _PLAIN_RESULTS) and inspect.isawaitable(result):
                 return result, context
             return context.run(self._answer, request, result)
@@ -274,7 +272,7 @@ class App:
 
     @staticmethod
     def _complete(request: Request, response: Response) -> Response:
-        if request._raw.get("VERSION") == "HTTP/1.0" and request.keep_alive:
+        if request._http10 and request.keep_alive:
             response.headers.setdefault("Connection", "keep-alive")
         return response
 
@@ -367,9 +365,7 @@ class App:
         self, request: Request, response: Response | str | bytes | dict[str, Any] | list[Any]
     ) -> None:
         """Answer a held ``request`` now: render, deliver, close if not keep-alive."""
-        resp = to_response(response)
-        if request.version == "HTTP/1.0" and request.keep_alive:
-            resp.headers.setdefault("Connection", "keep-alive")
+        resp = self._complete(request, to_response(response))
         data = resp.render(head=request.method == "HEAD", keep_alive=request.keep_alive)
         self.deliver(request.sender, request.conn_id, data)
         if not request.keep_alive:

@@ -75,6 +75,7 @@ class Request:
         "_cookies",
         "_form",
         "_headers",
+        "_http10",
         "_json",
         "_query",
         "_raw",
@@ -109,9 +110,8 @@ class Request:
         #: Whether the connection stays open after the response. HTTP/1.1: yes unless
         #: ``Connection: close``; HTTP/1.0: only with ``Connection: keep-alive``. A
         #: handler may set it to ``False`` to close the connection after its response.
-        self.keep_alive: bool = (
-            raw.get("VERSION") != "HTTP/1.0" if "connection" not in raw else self._keeps_alive()
-        )
+        self._http10 = http10 = raw.get("VERSION") == "HTTP/1.0"
+        self.keep_alive: bool = not http10 if "connection" not in raw else self._keeps_alive()
         self.sender: str = message.sender
         self.conn_id: str = message.conn_id
         self.body: bytes = message.body
@@ -207,7 +207,7 @@ class Request:
 
     def _keeps_alive(self) -> bool:
         """``keep_alive`` for a request with a Connection header."""
-        if self._raw.get("VERSION") == "HTTP/1.0":
+        if self._http10:
             return "keep-alive" in self._connection_tokens()
         return "close" not in self._connection_tokens()
 
