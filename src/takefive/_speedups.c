@@ -359,6 +359,26 @@ encode_reply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return build_reply(uuid, id, id_len, data, NULL, 0);
 }
 
+/*
+ * The frame "UUID SP LEN ':' ID ',' SP HEAD DIGITS CRLF CRLF BODY" for a sender already
+ * checked (senders[sender] is its bytes) and a connection id of ASCII digits: a new
+ * reference; None (a new reference) for any other sender or id; NULL with an exception
+ * set on failure. Runs no Python code (exact str keys in an exact dict).
+ */
+static PyObject *
+sized_reply(PyObject *senders, PyObject *sender, PyObject *conn_id, PyObject *head,
+            PyObject *body)
+{
+    PyObject *uuid = PyDict_GetItemWithError(senders, sender); /* borrowed */
+    if (uuid == NULL || !PyBytes_CheckExact(uuid))
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    Py_ssize_t id_len;
+    const char *id = digit_id(conn_id, &id_len);
+    if (id == NULL)
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    return build_reply(uuid, id, id_len, head, body, 1);
+}
+
 PyDoc_STRVAR(encode_sized_reply_doc,
 "encode_sized_reply(senders, sender, conn_id, head, body) -> bytes or None\n\n"
 "wire.encode_sized_reply for a sender already checked (``senders[sender]`` is its\n"
@@ -381,23 +401,7 @@ encode_sized_reply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (!PyUnicode_CheckExact(sender) || !PyBytes_CheckExact(head) || !PyBytes_CheckExact(body))
         Py_RETURN_NONE;
-    PyObject *uuid = PyDict_GetItemWithError(senders, sender); /* borrowed */
-    if (uuid == NULL) {
-        if (PyErr_Occurred())
-            return NULL;
-        Py_RETURN_NONE;
-    }
-    if (!PyBytes_CheckExact(uuid))
-        Py_RETURN_NONE;
-    Py_ssize_t id_len;
-    const char *id = digit_id(conn_id, &id_len);
-    if (id == NULL) {
-        if (PyErr_Occurred())
-            return NULL;
-        Py_RETURN_NONE;
-    }
-    /* Nothing above ran Python code: uuid, held by the dict, is still alive. */
-    return build_reply(uuid, id, id_len, head, body, 1);
+    return sized_reply(senders, sender, conn_id, head, body);
 }
 
 /*
@@ -722,24 +726,13 @@ response_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *prefix = PyDict_GetItemWithError(length_prefixes, key); /* borrowed */
     Py_DECREF(key);
-    PyObject *out = NULL;
+    PyObject *out;
     if (prefix == NULL || !PyBytes_CheckExact(prefix)) /* None: a status without a body */
-        goto none;
-    PyObject *uuid = PyDict_GetItemWithError(checked_senders, sender); /* borrowed */
-    if (uuid == NULL || !PyBytes_CheckExact(uuid))
-        goto none;
-    Py_ssize_t id_len;
-    const char *id = digit_id(conn_id, &id_len);
-    if (id == NULL)
-        goto none;
-    out = build_reply(uuid, id, id_len, prefix, body, 1);
+        out = PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    else
+        out = sized_reply(checked_senders, sender, conn_id, prefix, body);
     Py_DECREF(body);
     return out;
-none:
-    Py_DECREF(body);
-    if (PyErr_Occurred())
-        return NULL;
-    Py_RETURN_NONE;
 }
 
 static PyMethodDef speedups_methods[] = {
