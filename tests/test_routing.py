@@ -230,3 +230,13 @@ def test_str_and_path_converters(segments: list[str]) -> None:
     assert found is not None and found[1] == {"p": joined}
     if len(segments) > 1:
         assert r.match("/one/" + joined) is None
+
+
+def test_static_is_the_live_table_of_routes_without_parameters() -> None:
+    router: Router[str] = Router()
+    table = router.static
+    router.add("/a", "A")
+    router.add("/u/{id:int}", "U")
+    router.add("/b", "B")
+    assert dict(table) == {"/a": router.match("/a")[0], "/b": router.match("/b")[0]}  # type: ignore[index]
+    assert [route.target for route in table.values()] == ["A", "B"]

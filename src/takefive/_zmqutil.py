@@ -12,13 +12,21 @@ They are for plain (not asyncio) sockets, or ``Socket.shadow`` twins of them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import zmq
 from zmq.backend import Socket as _Backend
 
-__all__ = ["CHECK_INTERVAL_MS", "last_endpoint", "recv_frames", "send_frames", "send_message"]
+__all__ = [
+    "CHECK_INTERVAL_MS",
+    "ZERO_COPY_SIZE",
+    "last_endpoint",
+    "recv_frames",
+    "send_frames",
+    "send_message",
+    "send_raw",
+]
 
 #: RCVTIMEO for asyncio sockets that wait for messages: an asyncio recv on a socket
 #: whose context was terminated waits for ever; waking up this often (when idle)
@@ -28,6 +36,14 @@ CHECK_INTERVAL_MS = 1000
 _SNDMORE = int(zmq.SNDMORE)
 _send = _Backend.send
 _recv = _Backend.recv
+
+#: Messages at least this long are sent zero-copy: below it, copying is cheaper
+#: (pyzmq's own advice).
+ZERO_COPY_SIZE = 65536
+
+#: ``send_raw(sock, data, flags, copy)``: pyzmq's backend send, for a hot path that
+#: has its arguments at hand (see :func:`send_message`).
+send_raw = cast(Callable[["zmq.Socket[Any]", bytes, int, bool], object], _send)
 
 
 def send_frames(sock: zmq.Socket[Any], frames: Sequence[bytes], flags: int = 0) -> None:
@@ -48,10 +64,7 @@ def send_message(sock: zmq.Socket[Any], data: bytes) -> None:
 
     Zero-copy only for large messages, where it pays (pyzmq's own advice).
     """
-    if len(data) < 65536:
-        _send(sock, data, 0, True)
-    else:
-        _send(sock, data, 0, False)
+    send_raw(sock, data, 0, len(data) < ZERO_COPY_SIZE)
 
 
 def recv_frames(sock: zmq.Socket[Any], flags: int = 0) -> list[bytes]:

@@ -71,6 +71,7 @@ class App:
     def __init__(self, *, debug: bool = False) -> None:
         self.debug = debug
         self.router: Router[Endpoint] = Router()
+        self._static_routes = self.router.static
         self.websocket_router: Router[type[WebSocketHandler]] = Router()
         self.outbox: Outbox | None = None
         self._startup: list[Callable[[], Any]] = []
@@ -187,6 +188,23 @@ class App:
         """
         request.app = self
         method = request.method
+        # The common case first: a plain function for the method on a static route
+        # (the router tries static routes first too), not a front end's own message.
+        route = self._static_routes.get(request.path)
+        if (
+            route is None
+            or method in _SPECIAL_METHODS
+            or "x-mongrel2-upload-start" in request._raw
+        ):
+            return self._start_routed(request)
+        fn = route.target.plain.get(method)
+        if fn is None:
+            return self._start_routed(request)
+        return self._call_plain(request, fn, None)
+
+    def _start_routed(self, request: Request) -> Response | Pending | None:
+        """:meth:`start` for all but a plain function on a static route."""
+        method = request.method
         raw = request._raw
         try:
             if method in _SPECIAL_METHODS:
@@ -211,10 +229,11 @@ class App:
         return self._call_plain(request, fn, params)
 
     def _call_plain(
-        self, request: Request, fn: Callable[..., Any], params: dict[str, Any]
+        self, request: Request, fn: Callable[..., Any], params: dict[str, Any] | None
     ) -> Response | Pending | None:
         """Call a plain function handler at once, in a context of its own (what it sets
-        in context variables stays with this request); its errors are handled there too."""
+        in context variables stays with this request); its errors are handled there too.
+        ``params`` are the route's captures (``None`` or empty: none)."""
         context = copy_context()
         try:
             result = context.run(fn, request, **params) if params else context.run(fn, request)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -200,6 +200,10 @@ class Router(Generic[T]):
         self._dynamic: list[Route[T]] = []
         self._by_key: dict[tuple[Any, ...], Route[T]] = {}
         self._by_name: dict[str, Route[T]] = {}
+        #: The routes without parameters by path, for a caller's own fast path: the live
+        #: table (typed read-only: add routes with :meth:`add`). :meth:`match` looks here
+        #: first.
+        self.static: Mapping[str, Route[T]] = self._static
 
     def add(
         self,

@@ -31,7 +31,9 @@ import zmq.asyncio
 
 from takefive import response as response_module
 from takefive import wire
+from takefive._zmqutil import ZERO_COPY_SIZE as _ZERO_COPY_SIZE
 from takefive._zmqutil import send_message
+from takefive._zmqutil import send_raw as _send_frame
 from takefive.loader import load_object
 from takefive.request import Request, request_from
 from takefive.response import Response
@@ -263,7 +265,8 @@ class HandlerServer:
         except wire.ProtocolError as exc:
             log.warning("dropped malformed message (%s): %r", exc, frame[:120])
             return
-        self._outbox.routes[message.sender] = pub
+        sender = message.sender
+        self._outbox.routes[sender] = pub
         if message.path[:1] == "@" and message.is_control:  # disconnects, credits...
             self._spawn(self._control(message))
             return
@@ -274,7 +277,7 @@ class HandlerServer:
                 awaitable, context = started
                 self._spawn(self._finish(request, awaitable), context)
             elif started is not None:
-                self._send(request, started)
+                self._send(request, started, pub)
         except Exception:
             # App.start never raises; this is a bug in takefive itself. Keep serving.
             log.exception("internal error serving %s %s", message.sender, message.conn_id)
@@ -297,12 +300,17 @@ class HandlerServer:
             for reader in paused:
                 reader.resume()
 
-    def _send(self, request: Request, response: Response) -> None:
+    def _send(
+        self, request: Request, response: Response, socket: zmq.Socket[bytes] | None = None
+    ) -> None:
+        """Send ``response`` to ``request``'s connection: on ``socket`` (the PUB socket
+        of the endpoint the request came from) if given, else the one its front end was
+        last seen on."""
+        sender = request.sender
+        if socket is None:
+            socket = self._outbox.routes.get(sender)
         keep_alive = request.keep_alive
         head = request.method == "HEAD"
-        outbox = self._outbox
-        sender = request.sender
-        socket = outbox.routes.get(sender)
         if socket is not None and keep_alive and not head:
             # The common case: the frame in one copy (in C when it can).
             conn_id = request.conn_id
@@ -310,12 +318,12 @@ class HandlerServer:
                 sender, conn_id, response
             )
             if frame is not None:
-                send_message(socket, frame)
+                _send_frame(socket, frame, 0, len(frame) < _ZERO_COPY_SIZE)
                 return
         data = response.render(head=head, keep_alive=keep_alive)
-        outbox.reply(sender, request.conn_id, data)
+        self._outbox.reply(sender, request.conn_id, data)
         if not keep_alive:
-            outbox.reply(sender, request.conn_id, b"")
+            self._outbox.reply(sender, request.conn_id, b"")
 
     async def _finish(self, request: Request, awaitable: Awaitable[Any]) -> None:
         try:
