@@ -554,6 +554,161 @@ def test_setup_response_refuses_a_class_without_its_slots() -> None:
         _speedups.setup_response(Response, {}, {}, frozenset())  # type: ignore[arg-type]
 
 
+# --------------------------------------------------------------------------- ResponseBase
+
+
+class _CSV(PlainTextResponse):  # a user's text response: another text_type
+    __slots__ = ()
+    text_type = "text/csv; charset=utf-8"
+
+
+class _Wrapped(Response):  # a user's constructor, calling the base one
+    __slots__ = ()
+
+    def __init__(self, body: Any, status: int = 200) -> None:
+        super().__init__(body, status, None, "text/x-wrapped")
+
+
+_BODIES: list[Any] = ["", "héllo", "ascii", "\udcff\udc80", "\ud800", b"", b"x", bytearray(b"y"),
+                      None, {"a": 1}, [1], 3]
+_STATUSES: list[Any] = [200, 404, 599, 99, "200", True, 200.0]
+_HEADER_INITS: list[Any] = [None, {"X-A": "1"}, [("Content-Type", "text/x-given")]]
+_CONTENT_TYPES: list[Any] = [None, "", "text/csv", "bad\r\nvalue", response_module.JSON, 5]
+
+
+def _outcome(make: Any) -> tuple[Any, ...]:
+    """What constructing gives: the error, or every slot and the rendering."""
+    try:
+        response = make()
+    except Exception as exc:
+        return ("error", type(exc), str(exc).replace("_TextResponse.", "").replace(
+            "Response.", ""))
+    headers = None if response._headers is None else list(response._headers.items())
+    return (type(response), response.status, response.body, response._ctype, headers,
+            response.render())
+
+
+def _reference(cls: type[Response]) -> Any:
+    text = issubclass(cls, response_module._TextResponse)
+    return response_module._text_init if text else response_module._response_init
+
+
+def _both(cls: type[Response], *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+    def reference() -> Response:
+        response = cls.__new__(cls)
+        _reference(cls)(response, *args, **kwargs)
+        return response
+
+    return _outcome(lambda: cls(*args, **kwargs)), _outcome(reference)
+
+
+def test_response_base_is_in_use() -> None:
+    assert Response.__mro__[1] is _speedups.ResponseBase
+    for cls in (Response, PlainTextResponse, HTMLResponse, response_module._TextResponse):
+        assert "__init__" not in vars(cls)  # the base's constructor: in C
+    assert "__init__" in vars(JSONResponse)
+
+
+@pytest.mark.parametrize(
+    "cls", [Response, PlainTextResponse, HTMLResponse, _CSV, _WithDict]
+)
+def test_response_constructor_agrees_with_the_python_code(cls: type[Response]) -> None:
+    response_module._CHECKED_TYPES.discard("text/csv")  # learnt by the reference
+    for body in _BODIES:
+        for status in _STATUSES:
+            for headers in _HEADER_INITS:
+                for content_type in _CONTENT_TYPES:
+                    args = (body, status, headers, content_type)
+                    fast, slow = _both(cls, *args)
+                    assert fast == slow, args
+    for args, kwargs in [
+        ((), {}),
+        (("x",), {"status": 201}),
+        ((), {"content": "by name"}),
+        ((), {"body": b"by name"}),
+        ((), {"status": 404, "content_type": "text/csv"}),
+        (("x",), {"content": "twice"}),
+        (("x",), {"body": "twice"}),
+        (("x", 200, None, None, "one too many"), {}),
+        (("x",), {"colour": "red"}),
+        ((), {"status": 201, "colour": "red"}),
+    ]:
+        fast, slow = _both(cls, *args, **kwargs)
+        assert fast == slow, (args, kwargs)
+
+
+def test_a_user_constructor_calls_the_c_one() -> None:
+    assert _outcome(lambda: _Wrapped("x", 202)) == (
+        _Wrapped, 202, b"x", "text/x-wrapped", None, _Wrapped("x", 202).render()
+    )
+    with pytest.raises(ValueError):
+        _Wrapped("x", 99)
+
+
+def test_calling_the_constructor_again_replaces_every_slot() -> None:
+    response = PlainTextResponse("first", 404)
+    response.headers["X-A"] = "1"
+    Response.__init__(response, b"second")
+    assert (response.status, response.body, response._headers) == (200, b"second", None)
+    assert response._ctype == response_module.TEXT  # still a text response: its text_type
+
+
+def test_response_construction_leaks_no_references() -> None:
+    body = "".join(["leak", "-test"])  # made at run time: its count tells
+    ctype = "".join(["text/x-", "leak-ctor"])
+    raw = b"".join([b"raw", b"-bytes"])
+    Response(body, content_type=ctype)  # checked, then cached in _CHECKED_TYPES
+    watched = (body, ctype, raw, PlainTextResponse, Response, _WithDict)
+    gc.collect()  # earlier tests' instances hold their classes
+    before = [sys.getrefcount(x) for x in watched]
+    for _ in range(10_000):
+        PlainTextResponse(body)
+        PlainTextResponse(content=body, status=404)
+        Response(body, content_type=ctype)
+        Response(raw, 201)
+        _WithDict(body)
+        with pytest.raises(ValueError):
+            PlainTextResponse(body, 99)
+    gc.collect()
+    assert [sys.getrefcount(x) for x in watched] == before
+
+
+def test_a_response_in_a_reference_cycle_is_collected() -> None:
+    import weakref
+
+    response = _WithDict("x")
+    response.me = response  # type: ignore[attr-defined]
+    gone = weakref.ref(response)
+    del response
+    gc.collect()
+    assert gone() is None
+
+
+def test_responses_copy_and_pickle_as_before() -> None:
+    import copy
+    import pickle
+
+    for response in _responses():
+        for twin in (copy.copy(response), pickle.loads(pickle.dumps(response))):
+            assert type(twin) is type(response)
+            assert twin.render() == response.render()
+            assert (twin.status, twin.body, twin._ctype) == (
+                response.status, response.body, response._ctype
+            )
+
+
+def test_setup_response_init_refuses_what_it_cannot_use() -> None:
+    for args in [
+        (None, None, PlainTextResponse, {}, set(), "x"),
+        (print, print, "not a type", {}, set(), "x"),
+        (print, print, PlainTextResponse, [], set(), "x"),
+        (print, print, PlainTextResponse, {}, frozenset(), "x"),
+        (print, print, PlainTextResponse, {}, set(), b"x"),
+    ]:
+        with pytest.raises(TypeError):
+            _speedups.setup_response_init(*args)
+
+
 # --------------------------------------------------------------------------- without it
 
 

@@ -406,7 +406,8 @@ encode_sized_reply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /*
  * The offsets of the object slots ``names`` of cls, a class defined in Python, read from
- * its own member descriptors. Returns 0, or -1 with a TypeError (naming ``who``) set.
+ * the member descriptors it has or inherits. Returns 0, or -1 with a TypeError (naming
+ * ``who``) set.
  */
 static int
 slot_offsets(PyTypeObject *cls, const char *const *names, int count, Py_ssize_t *offsets,
@@ -417,7 +418,11 @@ slot_offsets(PyTypeObject *cls, const char *const *names, int count, Py_ssize_t 
         return -1;
     }
     for (int i = 0; i < count; i++) {
-        PyObject *descr = PyDict_GetItemString(cls->tp_dict, names[i]); /* borrowed */
+        PyObject *name = PyUnicode_FromString(names[i]);
+        if (name == NULL)
+            return -1;
+        PyObject *descr = _PyType_Lookup(cls, name); /* borrowed; through the MRO */
+        Py_DECREF(name);
         if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
             PyErr_Format(PyExc_TypeError, "%s: no slot %s", who, names[i]);
             return -1;
@@ -735,6 +740,269 @@ response_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
+/* ------------------------------------------------------------------ ResponseBase */
+
+/*
+ * ResponseBase: the base class of takefive.response.Response when the extension is
+ * built. It holds Response's four slots and its constructor: the common construction
+ * (a str or bytes body, no headers, a known int status) in C, everything else by the
+ * Python __init__ it replaces (response._response_init, or response._text_init for the
+ * text responses), so that one decides and words the errors. The tests compare both.
+ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *ctype;   /* _ctype */
+    PyObject *headers; /* _headers */
+    PyObject *body;
+    PyObject *status;
+} ResponseBaseObject;
+
+static PyObject *init_reference = NULL; /* response._response_init */
+static PyObject *text_reference = NULL; /* response._text_init */
+static PyTypeObject *text_class = NULL; /* response._TextResponse */
+static PyObject *status_lines = NULL;   /* response._STATUS_LINES: the known statuses */
+static PyObject *checked_types = NULL;  /* response._CHECKED_TYPES */
+static PyObject *octets = NULL;         /* response.OCTETS */
+static PyObject *key_body, *key_content, *key_status, *key_headers, *key_content_type;
+static PyObject *key_text_type, *default_status, *empty_bytes, *empty_str;
+
+static int
+response_traverse(ResponseBaseObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->ctype);
+    Py_VISIT(self->headers);
+    Py_VISIT(self->body);
+    Py_VISIT(self->status);
+    return 0;
+}
+
+static int
+response_clear(ResponseBaseObject *self)
+{
+    Py_CLEAR(self->ctype);
+    Py_CLEAR(self->headers);
+    Py_CLEAR(self->body);
+    Py_CLEAR(self->status);
+    return 0;
+}
+
+static void
+response_dealloc(ResponseBaseObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    response_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+/* The Python constructor: reference(self, *args, **kwds); 0, or -1 with its error. */
+static int
+call_reference(PyObject *reference, PyObject *self, PyObject *args, PyObject *kwds)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    PyObject *all = PyTuple_New(n + 1);
+    if (all == NULL)
+        return -1;
+    PyTuple_SET_ITEM(all, 0, Py_NewRef(self));
+    for (Py_ssize_t i = 0; i < n; i++)
+        PyTuple_SET_ITEM(all, i + 1, Py_NewRef(PyTuple_GET_ITEM(args, i)));
+    PyObject *result = PyObject_Call(reference, all, kwds);
+    Py_DECREF(all);
+    if (result == NULL)
+        return -1;
+    Py_DECREF(result);
+    return 0;
+}
+
+/* body.encode("utf-8", "surrogateescape"), or NULL with no exception set on failure
+   (the Python constructor then raises it). */
+static PyObject *
+encode_body(PyObject *text)
+{
+    if (PyUnicode_IS_ASCII(text)) /* its UTF-8 is its data */
+        return PyBytes_FromStringAndSize((const char *)PyUnicode_DATA(text),
+                                         PyUnicode_GET_LENGTH(text));
+    PyObject *data = PyUnicode_AsEncodedString(text, "utf-8", "surrogateescape");
+    if (data == NULL)
+        PyErr_Clear();
+    return data;
+}
+
+/* self.text_type (a new reference): straight from the class when that is a plain str
+   and the instance has no __dict__ to shadow it. */
+static PyObject *
+text_type_of(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    if (tp->tp_dictoffset == 0) {
+        PyObject *value = _PyType_Lookup(tp, key_text_type); /* borrowed */
+        if (value != NULL && PyUnicode_CheckExact(value))
+            return Py_NewRef(value);
+    }
+    return PyObject_GetAttr(self, key_text_type);
+}
+
+static int
+response_init(PyObject *op, PyObject *args, PyObject *kwds)
+{
+    ResponseBaseObject *self = (ResponseBaseObject *)op;
+    if (init_reference == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "ResponseBase: setup_response_init() first");
+        return -1;
+    }
+    int text = PyType_IsSubtype(Py_TYPE(op), text_class);
+    PyObject *reference = text ? text_reference : init_reference;
+    /* The arguments: (body or content, status, headers, content_type), each by position
+       or by name; anything else (too many, unknown or repeated names) is the Python
+       constructor's to refuse. Borrowed: the caller holds args and kwds. */
+    PyObject *given[4] = {NULL, NULL, NULL, NULL};
+    Py_ssize_t nargs = PyTuple_GET_SIZE(args);
+    if (nargs > 4)
+        return call_reference(reference, op, args, kwds);
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        given[i] = PyTuple_GET_ITEM(args, i);
+    if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
+        PyObject *names[4] = {text ? key_content : key_body, key_status, key_headers,
+                              key_content_type};
+        Py_ssize_t found = 0;
+        for (int i = 0; i < 4; i++) {
+            PyObject *value = PyDict_GetItemWithError(kwds, names[i]);
+            if (value == NULL) {
+                if (PyErr_Occurred())
+                    return -1;
+                continue;
+            }
+            if (given[i] != NULL) /* by position and by name */
+                return call_reference(reference, op, args, kwds);
+            given[i] = value;
+            found++;
+        }
+        if (found != PyDict_GET_SIZE(kwds)) /* a name it does not take */
+            return call_reference(reference, op, args, kwds);
+    }
+    PyObject *body = given[0], *status = given[1] != NULL ? given[1] : default_status;
+    PyObject *content_type = given[3];
+    if (body == NULL)
+        body = text ? empty_str : empty_bytes;
+    if ((given[2] != NULL && given[2] != Py_None) || !PyLong_CheckExact(status))
+        return call_reference(reference, op, args, kwds);
+    int known = PyDict_Contains(status_lines, status); /* exact int key: no Python code */
+    if (known <= 0)
+        return known < 0 ? -1 : call_reference(reference, op, args, kwds);
+    if (content_type == Py_None)
+        content_type = NULL;
+
+    PyObject *data, *ctype;
+    if (text) { /* _text_init's common case: a str, no content_type */
+        if (!PyUnicode_CheckExact(body) || content_type != NULL)
+            return call_reference(reference, op, args, kwds);
+        ctype = text_type_of(op); /* self.text_type */
+        if (ctype == NULL)
+            return -1;
+        data = encode_body(body);
+        if (data == NULL) {
+            Py_DECREF(ctype);
+            return call_reference(reference, op, args, kwds);
+        }
+    }
+    else { /* _response_init's: a str or bytes body, a content type checked before */
+        if (PyUnicode_CheckExact(body)) {
+            ctype = content_type != NULL ? Py_NewRef(content_type)
+                                         : text_type_of(op);
+            if (ctype == NULL)
+                return -1;
+            data = encode_body(body);
+            if (data == NULL) {
+                Py_DECREF(ctype);
+                return call_reference(reference, op, args, kwds);
+            }
+        }
+        else if (PyBytes_CheckExact(body)) {
+            data = Py_NewRef(body);
+            ctype = Py_NewRef(content_type != NULL ? content_type
+                              : PyBytes_GET_SIZE(body) ? octets : Py_None);
+        }
+        else
+            return call_reference(reference, op, args, kwds);
+        int checked = ctype == Py_None;
+        if (!checked && PyUnicode_CheckExact(ctype)) {
+            checked = PySet_Contains(checked_types, ctype); /* exact str: no Python code */
+            if (checked < 0) {
+                Py_DECREF(ctype);
+                Py_DECREF(data);
+                return -1;
+            }
+        }
+        if (!checked) {
+            Py_DECREF(ctype);
+            Py_DECREF(data);
+            return call_reference(reference, op, args, kwds);
+        }
+    }
+    /* As the Python code: status, body, then the headers (none but the type). */
+    Py_XSETREF(self->status, Py_NewRef(status));
+    Py_XSETREF(self->body, data);
+    Py_XSETREF(self->headers, Py_NewRef(Py_None));
+    Py_XSETREF(self->ctype, ctype);
+    return 0;
+}
+
+static PyMemberDef response_members[] = {
+    {"_ctype", T_OBJECT_EX, offsetof(ResponseBaseObject, ctype), 0, NULL},
+    {"_headers", T_OBJECT_EX, offsetof(ResponseBaseObject, headers), 0, NULL},
+    {"body", T_OBJECT_EX, offsetof(ResponseBaseObject, body), 0, NULL},
+    {"status", T_OBJECT_EX, offsetof(ResponseBaseObject, status), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot response_type_slots[] = {
+    {Py_tp_doc, "The slots and the common constructor of takefive.response.Response."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_init, response_init},
+    {Py_tp_dealloc, response_dealloc},
+    {Py_tp_traverse, response_traverse},
+    {Py_tp_clear, response_clear},
+    {Py_tp_members, response_members},
+    {0, NULL},
+};
+
+static PyType_Spec response_type_spec = {
+    "takefive._speedups.ResponseBase",
+    sizeof(ResponseBaseObject),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    response_type_slots,
+};
+
+PyDoc_STRVAR(setup_response_init_doc,
+"setup_response_init(response_init, text_init, text_class, status_lines, checked_types,\n"
+"                    octets) -> None\n\n"
+"What ResponseBase's constructor needs: the Python constructors it stands for (of\n"
+"Response, and of text_class and its subclasses), the known statuses, the checked\n"
+"content types and the type of a non-empty bytes body.");
+
+static PyObject *
+setup_response_init(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6 || !PyCallable_Check(args[0]) || !PyCallable_Check(args[1]) ||
+        !PyType_Check(args[2]) || !PyDict_CheckExact(args[3]) || !PySet_CheckExact(args[4]) ||
+        !PyUnicode_CheckExact(args[5])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "setup_response_init(callable, callable, type, dict, set, str)");
+        return NULL;
+    }
+    Py_XSETREF(init_reference, Py_NewRef(args[0]));
+    Py_XSETREF(text_reference, Py_NewRef(args[1]));
+    Py_XSETREF(text_class, (PyTypeObject *)Py_NewRef(args[2]));
+    Py_XSETREF(status_lines, Py_NewRef(args[3]));
+    Py_XSETREF(checked_types, Py_NewRef(args[4]));
+    Py_XSETREF(octets, Py_NewRef(args[5]));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"parse_common", (PyCFunction)(void (*)(void))parse_common, METH_FASTCALL, parse_common_doc},
     {"setup_parse", (PyCFunction)(void (*)(void))setup_parse, METH_FASTCALL, setup_parse_doc},
@@ -751,6 +1019,8 @@ static PyMethodDef speedups_methods[] = {
      setup_response_doc},
     {"response_frame", (PyCFunction)(void (*)(void))response_frame, METH_FASTCALL,
      response_frame_doc},
+    {"setup_response_init", (PyCFunction)(void (*)(void))setup_response_init, METH_FASTCALL,
+     setup_response_init_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -772,5 +1042,33 @@ PyInit__speedups(void)
     http10 = PyUnicode_InternFromString("HTTP/1.0");
     if (!key_method || !key_path || !key_version || !key_connection || !http10)
         return NULL;
-    return PyModule_Create(&speedups_module);
+    key_body = PyUnicode_InternFromString("body");
+    key_content = PyUnicode_InternFromString("content");
+    key_status = PyUnicode_InternFromString("status");
+    key_headers = PyUnicode_InternFromString("headers");
+    key_content_type = PyUnicode_InternFromString("content_type");
+    key_text_type = PyUnicode_InternFromString("text_type");
+    default_status = PyLong_FromLong(200);
+    empty_bytes = PyBytes_FromStringAndSize(NULL, 0);
+    empty_str = PyUnicode_FromStringAndSize(NULL, 0);
+    if (!key_body || !key_content || !key_status || !key_headers || !key_content_type ||
+        !key_text_type || !default_status || !empty_bytes || !empty_str)
+        return NULL;
+    PyObject *module = PyModule_Create(&speedups_module);
+    if (module == NULL)
+        return NULL;
+    PyObject *base = PyType_FromSpec(&response_type_spec);
+    /* Its slots by name, as a Python class has them: copy and pickle read __slots__. */
+    PyObject *slots = base == NULL ? NULL
+        : Py_BuildValue("(ssss)", "_ctype", "_headers", "body", "status");
+    if (slots == NULL || PyObject_SetAttrString(base, "__slots__", slots) < 0 ||
+        PyModule_AddObjectRef(module, "ResponseBase", base) < 0) {
+        Py_XDECREF(slots);
+        Py_XDECREF(base);
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_DECREF(slots);
+    Py_DECREF(base);
+    return module;
 }

@@ -32,3 +32,24 @@ def setup_parse(
     fallback: Any,
 ) -> None: ...
 def parse_request(data: bytes) -> Any: ...
+
+
+class ResponseBase:
+    """The slots and the common constructor of takefive.response.Response."""
+
+    _ctype: str | None
+    _headers: Any
+    body: bytes
+    status: int
+    def __init__(
+        self, body: Any = ..., status: int = ..., headers: Any = ..., content_type: Any = ...
+    ) -> None: ...
+
+def setup_response_init(
+    response_init: Any,
+    text_init: Any,
+    text_class: type,
+    status_lines: dict[int, bytes],
+    checked_types: set[str],
+    octets: str,
+) -> None: ...

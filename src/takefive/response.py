@@ -13,11 +13,12 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from http import HTTPStatus
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import quote
 
 import orjson
 
+from takefive import wire
 from takefive.datastructures import ResponseHeaders, _check_header
 
 __all__ = [
@@ -179,7 +180,17 @@ def format_set_cookie(
 # --------------------------------------------------------------------------- responses
 
 
-class Response:
+# With the C speedups, Response's slots and its common construction are in C
+# (``_speedups.ResponseBase``): the Python constructors below stay the reference and
+# still do everything else (see _use_c_constructor at the end of this section).
+_speedups = wire._speedups
+if TYPE_CHECKING or _speedups is None:
+    _ResponseBase = object
+else:
+    _ResponseBase = _speedups.ResponseBase
+
+
+class Response(_ResponseBase):
     """An HTTP response.
 
     ``body`` may be ``bytes``, ``str`` (UTF-8, ``text/plain`` by default), or a
@@ -191,9 +202,11 @@ class Response:
     # Until someone asks for ``headers``, a response whose only header is its
     # Content-Type keeps just that (``_ctype``, checked) and ``_headers`` is None: most
     # responses never build a ResponseHeaders, and render from a cached prefix.
-    __slots__ = ("_ctype", "_headers", "body", "status")
+    __slots__ = ("_ctype", "_headers", "body", "status") if _ResponseBase is object else ()
     _ctype: str | None
     _headers: ResponseHeaders | None
+    body: bytes
+    status: int
 
     #: Content type used for a ``str`` body when none is given.
     text_type: ClassVar[str] = TEXT
@@ -220,7 +233,7 @@ class Response:
             default_type = OCTETS if body else None
         else:
             data, default_type = self._encode(body)
-        self.body: bytes = data
+        self.body = data
         if headers is None:  # fast path: nothing to replace
             ctype = content_type if content_type is not None else default_type
             self._headers = None
@@ -455,7 +468,31 @@ class _TextResponse(Response):
             self._headers = None
             self._ctype = kind
             return
-        super().__init__(content, status, headers, content_type or kind)
+        _response_init(self, content, status, headers, content_type or kind)
+
+
+#: The Python constructors, the reference for the C one (which calls them for all but
+#: the common case). _text_init calls _response_init, not ``super().__init__``: with
+#: the C speedups that would be the C constructor, which hands text responses back here.
+_response_init = Response.__init__
+_text_init = _TextResponse.__init__
+
+
+def _use_c_constructor() -> None:
+    """With the C speedups: Response and the text responses use ResponseBase's
+    constructor (from their base), which does the common construction in C and calls
+    _response_init or _text_init for the rest. JSONResponse and RedirectResponse keep
+    their own, which call it through ``super().__init__``."""
+    if _speedups is None:
+        return
+    _speedups.setup_response_init(
+        _response_init, _text_init, _TextResponse, _STATUS_LINES, _CHECKED_TYPES, OCTETS
+    )
+    del Response.__init__
+    del _TextResponse.__init__
+
+
+_use_c_constructor()
 
 
 class HTMLResponse(_TextResponse):

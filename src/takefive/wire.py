@@ -79,6 +79,7 @@ if not os.environ.get("TAKEFIVE_NO_EXTENSIONS"):
                 *("encode_reply", "encode_sized_reply"),
                 *("setup_request", "request_slots", "request_from"),
                 *("setup_response", "response_frame"),
+                *("ResponseBase", "setup_response_init"),
             )
         ):
             _speedups = None
