@@ -569,8 +569,20 @@ class _Wrapped(Response):  # a user's constructor, calling the base one
         super().__init__(body, status, None, "text/x-wrapped")
 
 
-_BODIES: list[Any] = ["", "héllo", "ascii", "\udcff\udc80", "\ud800", b"", b"x", bytearray(b"y"),
-                      None, {"a": 1}, [1], 3]
+_BODIES: list[Any] = [
+    "",
+    "héllo",
+    "ascii",
+    "\udcff\udc80",
+    "\ud800",
+    b"",
+    b"x",
+    bytearray(b"y"),
+    None,
+    {"a": 1},
+    [1],
+    3,
+]
 _STATUSES: list[Any] = [200, 404, 599, 99, "200", True, 200.0]
 _HEADER_INITS: list[Any] = [None, {"X-A": "1"}, [("Content-Type", "text/x-given")]]
 _CONTENT_TYPES: list[Any] = [None, "", "text/csv", "bad\r\nvalue", response_module.JSON, 5]
@@ -581,11 +593,16 @@ def _outcome(make: Any) -> tuple[Any, ...]:
     try:
         response = make()
     except Exception as exc:
-        return ("error", type(exc), str(exc).replace("_TextResponse.", "").replace(
-            "Response.", ""))
+        return ("error", type(exc), str(exc).replace("_TextResponse.", "").replace("Response.", ""))
     headers = None if response._headers is None else list(response._headers.items())
-    return (type(response), response.status, response.body, response._ctype, headers,
-            response.render())
+    return (
+        type(response),
+        response.status,
+        response.body,
+        response._ctype,
+        headers,
+        response.render(),
+    )
 
 
 def _reference(cls: type[Response]) -> Any:
@@ -609,9 +626,7 @@ def test_response_base_is_in_use() -> None:
     assert "__init__" in vars(JSONResponse)
 
 
-@pytest.mark.parametrize(
-    "cls", [Response, PlainTextResponse, HTMLResponse, _CSV, _WithDict]
-)
+@pytest.mark.parametrize("cls", [Response, PlainTextResponse, HTMLResponse, _CSV, _WithDict])
 def test_response_constructor_agrees_with_the_python_code(cls: type[Response]) -> None:
     response_module._CHECKED_TYPES.discard("text/csv")  # learnt by the reference
     for body in _BODIES:
@@ -639,7 +654,12 @@ def test_response_constructor_agrees_with_the_python_code(cls: type[Response]) -
 
 def test_a_user_constructor_calls_the_c_one() -> None:
     assert _outcome(lambda: _Wrapped("x", 202)) == (
-        _Wrapped, 202, b"x", "text/x-wrapped", None, _Wrapped("x", 202).render()
+        _Wrapped,
+        202,
+        b"x",
+        "text/x-wrapped",
+        None,
+        _Wrapped("x", 202).render(),
     )
     with pytest.raises(ValueError):
         _Wrapped("x", 99)
@@ -693,7 +713,9 @@ def test_responses_copy_and_pickle_as_before() -> None:
             assert type(twin) is type(response)
             assert twin.render() == response.render()
             assert (twin.status, twin.body, twin._ctype) == (
-                response.status, response.body, response._ctype
+                response.status,
+                response.body,
+                response._ctype,
             )
 
 
