@@ -468,7 +468,6 @@ def _responses() -> list[Response]:
 
 @pytest.mark.parametrize("conn_id", ["7", "123456789", "", "x", "1 2"])
 def test_response_frame_agrees_with_the_python_code(conn_id: str) -> None:
-    assert runner_module._c_response_frame is _speedups.response_frame
     response_module._PREFIXES.clear()  # a cache: room for what this test renders
     for sender in (SENDER, "a-sender-the-c-code-has-not-seen-" + conn_id):
         for response in _responses():
@@ -541,17 +540,76 @@ def test_a_response_class_with_its_own_rendering_is_rendered() -> None:
     )
 
 
+class _OwnRequest(Request):  # a user's subclass: the C code leaves it to Python
+    __slots__ = ()
+
+
+def _requests() -> list[Any]:
+    out: list[Any] = []
+    for method in ("GET", "HEAD", "POST", "head"):
+        for version, connection in (
+            ("HTTP/1.1", None),
+            ("HTTP/1.1", "close"),
+            ("HTTP/1.0", None),
+            ("HTTP/1.0", "keep-alive"),
+        ):
+            message = _message(method, "/hello", version, connection)
+            out += [request_from(message), Request(message), _OwnRequest(message)]
+    changed = request_from(_message("GET", "/hello", "HTTP/1.1", None))
+    changed.keep_alive = 1  # type: ignore[assignment]  # truthy, not True
+    unset = Request.__new__(Request)  # no slot set: the Python code decides
+    return [*out, changed, unset]
+
+
+def test_reply_frame_agrees_with_the_python_code() -> None:
+    assert runner_module._reply_frame is _speedups.reply_frame
+    response_module._PREFIXES.clear()  # a cache: room for what this test renders
+    for request in _requests():
+        for response in _responses():
+            for _ in range(2):  # the second time with the prefixes cached
+                try:
+                    reference: Any = runner_module._python_reply_frame(request, response)
+                except Exception as exc:
+                    reference = type(exc)
+                try:
+                    fast: Any = _speedups.reply_frame(request, response)
+                except Exception as exc:
+                    fast = type(exc)
+                assert fast == reference, (request, response)
+    with pytest.raises(TypeError):
+        _speedups.reply_frame(request_from(_message("GET", "/", None, None)))  # type: ignore[call-arg]
+
+
+def test_reply_frame_leaks_no_references() -> None:
+    request = request_from(_message("GET", "/hello", "HTTP/1.1", None))
+    response = PlainTextResponse("".join(["leak", "-reply"]))
+    assert runner_module._python_reply_frame(request, response) is not None
+    head = request_from(_message("HEAD", "/hello", "HTTP/1.1", None))
+    other = Request(_message("GET", "/hello", "HTTP/1.1", None))
+    watched = (request, head, other, response, response.body, request.sender, Request)
+    gc.collect()
+    before = [sys.getrefcount(x) for x in watched]
+    for _ in range(10_000):
+        assert _speedups.reply_frame(request, response)
+        assert _speedups.reply_frame(head, response) is None
+        assert _speedups.reply_frame(other, response)
+    gc.collect()
+    assert [sys.getrefcount(x) for x in watched] == before
+
+
 def test_setup_response_refuses_a_class_without_its_slots() -> None:
     class Other:
         __slots__ = ("body", "status")
 
     for cls in (Other, int):
         with pytest.raises(TypeError):
-            _speedups.setup_response(cls, {}, {}, set())
+            _speedups.setup_response(cls, {}, {}, set(), print)
     with pytest.raises(TypeError):
-        _speedups.setup_response(Response, [], {}, set())  # type: ignore[arg-type]
+        _speedups.setup_response(Response, [], {}, set(), print)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        _speedups.setup_response(Response, {}, {}, frozenset())  # type: ignore[arg-type]
+        _speedups.setup_response(Response, {}, {}, frozenset(), print)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _speedups.setup_response(Response, {}, {}, set(), None)
 
 
 # --------------------------------------------------------------------------- ResponseBase

@@ -655,20 +655,22 @@ static PyTypeObject *response_type = NULL;
 static PyObject *length_prefixes = NULL; /* response._PREFIXES: (status, ctype) -> bytes */
 static PyObject *checked_senders = NULL; /* wire._sender_raw: sender -> its bytes */
 static PyObject *framed_types = NULL;    /* runner._FRAMED_TYPES: classes rendering as Response */
+static PyObject *reply_fallback = NULL;  /* runner._reply_frame, for anything else */
 static Py_ssize_t response_offsets[S_COUNT];
 
 PyDoc_STRVAR(setup_response_doc,
-"setup_response(cls, prefixes, senders, framed_types) -> None\n\n"
+"setup_response(cls, prefixes, senders, framed_types, fallback) -> None\n\n"
 "Learn where the slots of takefive.response.Response are, the dicts of cached\n"
-"length prefixes and checked senders, and the set of the Response classes that render\n"
-"as Response does. Raises TypeError if cls lacks these slots.");
+"length prefixes and checked senders, the set of the Response classes that render\n"
+"as Response does, and reply_frame's Python fallback. Raises TypeError if cls lacks\n"
+"these slots.");
 
 static PyObject *
 setup_response(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4 || !PyType_Check(args[0]) || !PyDict_CheckExact(args[1]) ||
-        !PyDict_CheckExact(args[2]) || !PySet_CheckExact(args[3])) {
-        PyErr_SetString(PyExc_TypeError, "setup_response(cls, dict, dict, set)");
+    if (nargs != 5 || !PyType_Check(args[0]) || !PyDict_CheckExact(args[1]) ||
+        !PyDict_CheckExact(args[2]) || !PySet_CheckExact(args[3]) || !PyCallable_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "setup_response(cls, dict, dict, set, callable)");
         return NULL;
     }
     PyTypeObject *cls = (PyTypeObject *)args[0];
@@ -684,6 +686,7 @@ setup_response(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(checked_senders, args[2]);
     Py_INCREF(args[3]);
     Py_XSETREF(framed_types, args[3]);
+    Py_XSETREF(reply_fallback, Py_NewRef(args[4]));
     Py_RETURN_NONE;
 }
 
@@ -694,14 +697,14 @@ PyDoc_STRVAR(response_frame_doc,
 "cached and whose sender is known; None for anything else. The caller has checked\n"
 "keep-alive and not HEAD.");
 
+/*
+ * The frame for response to (sender, conn_id): a new reference; None (a new reference)
+ * when the response or the sender is not a common one already cached; NULL with an
+ * exception set on failure.
+ */
 static PyObject *
-response_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+frame_of(PyObject *sender, PyObject *conn_id, PyObject *response)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "response_frame takes 3 arguments");
-        return NULL;
-    }
-    PyObject *sender = args[0], *conn_id = args[1], *response = args[2];
     if (response_type == NULL || !PyUnicode_CheckExact(sender) ||
         !PyObject_TypeCheck(response, response_type))
         Py_RETURN_NONE;
@@ -738,6 +741,57 @@ response_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         out = sized_reply(checked_senders, sender, conn_id, prefix, body);
     Py_DECREF(body);
     return out;
+}
+
+static PyObject *
+response_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "response_frame takes 3 arguments");
+        return NULL;
+    }
+    return frame_of(args[0], args[1], args[2]);
+}
+
+PyDoc_STRVAR(reply_frame_doc,
+"reply_frame(request, response) -> bytes or None\n\n"
+"runner._reply_frame: the frame answering request with response in one copy, or None\n"
+"when it must be rendered (no keep-alive, HEAD, an uncommon response). response_frame\n"
+"for a Request built as request_from builds it; the Python function for the rest.");
+
+static PyObject *
+reply_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "reply_frame takes 2 arguments");
+        return NULL;
+    }
+    PyObject *request = args[0], *response = args[1];
+    if (reply_fallback == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "reply_frame: setup_response() first");
+        return NULL;
+    }
+    if (request_type != NULL && Py_IS_TYPE(request, request_type)) {
+        /* Borrowed from the request, which the caller holds. */
+        PyObject *keep_alive = *(PyObject **)((char *)request + request_offsets[R_KEEP_ALIVE]);
+        PyObject *method = *(PyObject **)((char *)request + request_offsets[R_METHOD]);
+        PyObject *sender = *(PyObject **)((char *)request + request_offsets[R_SENDER]);
+        PyObject *conn_id = *(PyObject **)((char *)request + request_offsets[R_CONN_ID]);
+        if (keep_alive == Py_False)
+            Py_RETURN_NONE;
+        if (keep_alive == Py_True && method != NULL && PyUnicode_CheckExact(method) &&
+            sender != NULL && conn_id != NULL) {
+            if (PyUnicode_GET_LENGTH(method) == 4 && PyUnicode_KIND(method) == PyUnicode_1BYTE_KIND &&
+                memcmp(PyUnicode_DATA(method), "HEAD", 4) == 0)
+                Py_RETURN_NONE;
+            PyObject *frame = frame_of(sender, conn_id, response);
+            if (frame != Py_None)
+                return frame; /* the frame, or NULL with an exception set */
+            Py_DECREF(frame);
+        }
+    }
+    PyObject *call_args[2] = {request, response};
+    return PyObject_Vectorcall(reply_fallback, call_args, 2, NULL);
 }
 
 /* ------------------------------------------------------------------ ResponseBase */
@@ -1019,6 +1073,7 @@ static PyMethodDef speedups_methods[] = {
      setup_response_doc},
     {"response_frame", (PyCFunction)(void (*)(void))response_frame, METH_FASTCALL,
      response_frame_doc},
+    {"reply_frame", (PyCFunction)(void (*)(void))reply_frame, METH_FASTCALL, reply_frame_doc},
     {"setup_response_init", (PyCFunction)(void (*)(void))setup_response_init, METH_FASTCALL,
      setup_response_init_doc},
     {NULL, NULL, 0, NULL},

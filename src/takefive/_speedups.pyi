@@ -23,8 +23,10 @@ def setup_response(
     prefixes: dict[Any, bytes | None],
     senders: dict[str | bytes, bytes],
     framed_types: set[type],
+    fallback: Any,
 ) -> None: ...
 def response_frame(sender: str, conn_id: object, response: object) -> bytes | None: ...
+def reply_frame(request: Any, response: Any) -> bytes | None: ...
 def setup_parse(
     senders: dict[bytes, str],
     known_headers: dict[bytes, Any],

@@ -265,8 +265,7 @@ class HandlerServer:
         except wire.ProtocolError as exc:
             log.warning("dropped malformed message (%s): %r", exc, frame[:120])
             return
-        sender = message.sender
-        self._outbox.routes[sender] = pub
+        self._outbox.routes[message.sender] = pub
         if message.path[:1] == "@" and message.is_control:  # disconnects, credits...
             self._spawn(self._control(message))
             return
@@ -276,8 +275,12 @@ class HandlerServer:
             if isinstance(started, tuple):  # to be awaited: in a task of its own
                 awaitable, context = started
                 self._spawn(self._finish(request, awaitable), context)
-            elif started is not None:
-                self._send(request, started, pub)
+            elif started is not None:  # answered: in one copy when it can be
+                reply = _reply_frame(request, started)
+                if reply is None:
+                    self._send_rendered(request, started)
+                else:
+                    _send_frame(pub, reply, 0, len(reply) < _ZERO_COPY_SIZE)
         except Exception:
             # App.start never raises; this is a bug in takefive itself. Keep serving.
             log.exception("internal error serving %s %s", message.sender, message.conn_id)
@@ -300,30 +303,23 @@ class HandlerServer:
             for reader in paused:
                 reader.resume()
 
-    def _send(
-        self, request: Request, response: Response, socket: zmq.Socket[bytes] | None = None
-    ) -> None:
-        """Send ``response`` to ``request``'s connection: on ``socket`` (the PUB socket
-        of the endpoint the request came from) if given, else the one its front end was
-        last seen on."""
-        sender = request.sender
-        if socket is None:
-            socket = self._outbox.routes.get(sender)
+    def _send(self, request: Request, response: Response) -> None:
+        """Send ``response`` to ``request``'s connection, on the socket its front end
+        was last seen on."""
+        socket = self._outbox.routes.get(request.sender)
+        frame = _reply_frame(request, response) if socket is not None else None
+        if socket is None or frame is None:
+            self._send_rendered(request, response)
+        else:
+            _send_frame(socket, frame, 0, len(frame) < _ZERO_COPY_SIZE)
+
+    def _send_rendered(self, request: Request, response: Response) -> None:
+        """Send ``response`` rendered in full (HEAD, no keep-alive, an uncommon response)."""
         keep_alive = request.keep_alive
-        head = request.method == "HEAD"
-        if socket is not None and keep_alive and not head:
-            # The common case: the frame in one copy (in C when it can).
-            conn_id = request.conn_id
-            frame = _c_response_frame(sender, conn_id, response) or _response_frame(
-                sender, conn_id, response
-            )
-            if frame is not None:
-                _send_frame(socket, frame, 0, len(frame) < _ZERO_COPY_SIZE)
-                return
-        data = response.render(head=head, keep_alive=keep_alive)
-        self._outbox.reply(sender, request.conn_id, data)
+        data = response.render(head=request.method == "HEAD", keep_alive=keep_alive)
+        self._outbox.reply(request.sender, request.conn_id, data)
         if not keep_alive:
-            self._outbox.reply(sender, request.conn_id, b"")
+            self._outbox.reply(request.sender, request.conn_id, b"")
 
     async def _finish(self, request: Request, awaitable: Awaitable[Any]) -> None:
         try:
@@ -373,28 +369,35 @@ def _response_frame(sender: str, conn_id: str, response: Response) -> bytes | No
     return wire.encode_sized_reply(sender, conn_id, prefix, response.body)
 
 
-def _no_frame(sender: str, conn_id: str, response: Response) -> bytes | None:
-    return None
+def _python_reply_frame(request: Request, response: Response) -> bytes | None:
+    """The frame answering ``request`` with ``response`` in one copy, or None when the
+    response must be rendered in full: no keep-alive, HEAD, or an uncommon response."""
+    if not request.keep_alive or request.method == "HEAD":
+        return None
+    return _response_frame(request.sender, request.conn_id, response)
 
 
-def _c_frames() -> Callable[[str, str, Response], bytes | None]:
-    """The C version of :func:`_response_frame` for a prefix and a sender already cached
-    (None otherwise: the Python one then runs and caches them); without the C
-    speedups, a function that always leaves it to the Python one."""
+def _reply_frames() -> Callable[[Request, Response], bytes | None]:
+    """:func:`_python_reply_frame`, in C when the speedups are built (the C function
+    hands what it does not know, or has not cached yet, to the Python one)."""
     speedups = wire._speedups
     if speedups is None:
-        return _no_frame
+        return _python_reply_frame
     try:
         speedups.setup_response(
-            Response, response_module._PREFIXES, wire._sender_raw, _FRAMED_TYPES
+            Response,
+            response_module._PREFIXES,
+            wire._sender_raw,
+            _FRAMED_TYPES,
+            _python_reply_frame,
         )
     except TypeError:
-        return _no_frame
-    frame: Callable[[str, str, Response], bytes | None] = speedups.response_frame
+        return _python_reply_frame
+    frame: Callable[[Request, Response], bytes | None] = speedups.reply_frame
     return frame
 
 
-_c_response_frame = _c_frames()
+_reply_frame = _reply_frames()
 
 
 class _Reader:

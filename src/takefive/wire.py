@@ -78,7 +78,7 @@ if not os.environ.get("TAKEFIVE_NO_EXTENSIONS"):
                 *("setup_parse", "parse_request", "parse_common"),
                 *("encode_reply", "encode_sized_reply"),
                 *("setup_request", "request_slots", "request_from"),
-                *("setup_response", "response_frame"),
+                *("setup_response", "response_frame", "reply_frame"),
                 *("ResponseBase", "setup_response_init"),
             )
         ):
