@@ -66,21 +66,48 @@ PyDoc_STRVAR(parse_common_doc,
 "key of ``known_headers`` (raw -> dict, copied for the message). Returns None for\n"
 "anything else, and the Python code decides.");
 
+/*
+ * The last raw key found in a dict, and its value: the next frame from the same front
+ * end, with the same header block, is decoded without hashing either again. A value is
+ * a pure function of its key (the sender's str, the parsed header block), so a hit is
+ * right whatever the dict holds since. Only parse_request uses them, with the dicts of
+ * setup_parse.
+ */
+typedef struct {
+    PyObject *raw;   /* bytes */
+    PyObject *value; /* what the dict held for it */
+} LastKey;
+
+static LastKey last_sender = {NULL, NULL}, last_headers = {NULL, NULL};
+
+/*
+ * dict[data[0:size]] (borrowed), through last when given; NULL with no exception when
+ * absent, NULL with an exception on failure. Runs no Python code (a bytes key).
+ */
 static PyObject *
-parse_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+find_raw(PyObject *dict, const unsigned char *data, Py_ssize_t size, LastKey *last)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "parse_common takes 4 arguments");
+    if (last != NULL && last->raw != NULL && PyBytes_GET_SIZE(last->raw) == size &&
+        memcmp(PyBytes_AS_STRING(last->raw), data, (size_t)size) == 0)
+        return last->value;
+    PyObject *raw = PyBytes_FromStringAndSize((const char *)data, size);
+    if (raw == NULL)
         return NULL;
+    PyObject *value = PyDict_GetItemWithError(dict, raw); /* borrowed */
+    if (value != NULL && last != NULL) {
+        Py_INCREF(value);
+        Py_XSETREF(last->value, value); /* the old ones: bytes, and a str or a dict of str */
+        Py_XSETREF(last->raw, raw);
+        return value;
     }
-    PyObject *frame = args[0], *senders = args[1], *known = args[2], *message_type = args[3];
-    if (!PyBytes_CheckExact(frame) || !PyDict_CheckExact(senders) ||
-        !PyDict_CheckExact(known) || !PyType_Check(message_type) ||
-        !PyType_IsSubtype((PyTypeObject *)message_type, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError,
-                        "parse_common(bytes, dict, dict, a tuple subclass)");
-        return NULL;
-    }
+    Py_DECREF(raw);
+    return value;
+}
+
+static PyObject *
+parse_frame(PyObject *frame, PyObject *senders, PyObject *known, PyObject *message_type,
+            int remember)
+{
     const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(frame);
     Py_ssize_t size = PyBytes_GET_SIZE(frame);
 
@@ -116,29 +143,21 @@ parse_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_RETURN_NONE;
 
     /* Known sender, known header block: else the Python code (which learns them). */
-    PyObject *raw = PyBytes_FromStringAndSize((const char *)data, sp1);
-    if (raw == NULL)
-        return NULL;
-    PyObject *sender = PyDict_GetItemWithError(senders, raw); /* borrowed */
-    Py_DECREF(raw);
+    PyObject *sender = find_raw(senders, data, sp1, remember ? &last_sender : NULL);
     if (sender == NULL) {
         if (PyErr_Occurred())
             return NULL;
         Py_RETURN_NONE;
     }
-    raw = PyBytes_FromStringAndSize((const char *)data + head, head_end - head);
-    if (raw == NULL)
-        return NULL;
-    PyObject *template = PyDict_GetItemWithError(known, raw); /* borrowed */
-    Py_DECREF(raw);
-    if (template == NULL) {
+    Py_INCREF(sender); /* held across the calls below, which may run Python code */
+    PyObject *template = find_raw(known, data + head, head_end - head,
+                                  remember ? &last_headers : NULL);
+    if (template == NULL || !PyDict_CheckExact(template)) {
+        Py_DECREF(sender);
         if (PyErr_Occurred())
             return NULL;
         Py_RETURN_NONE;
     }
-    if (!PyDict_CheckExact(template))
-        Py_RETURN_NONE;
-    Py_INCREF(sender);  /* held across the calls below, which may run Python code */
     Py_INCREF(template);
 
     PyObject *conn_id = NULL, *path = NULL, *headers = NULL, *payload = NULL, *message = NULL;
@@ -195,6 +214,24 @@ done:
     return NULL;
 }
 
+static PyObject *
+parse_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "parse_common takes 4 arguments");
+        return NULL;
+    }
+    PyObject *frame = args[0], *senders = args[1], *known = args[2], *message_type = args[3];
+    if (!PyBytes_CheckExact(frame) || !PyDict_CheckExact(senders) ||
+        !PyDict_CheckExact(known) || !PyType_Check(message_type) ||
+        !PyType_IsSubtype((PyTypeObject *)message_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "parse_common(bytes, dict, dict, a tuple subclass)");
+        return NULL;
+    }
+    return parse_frame(frame, senders, known, message_type, 0);
+}
+
 /* ------------------------------------------------------------------ parse_request */
 
 static PyObject *parse_senders = NULL;      /* wire._senders */
@@ -221,13 +258,18 @@ setup_parse(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(parse_known, Py_NewRef(args[1]));
     Py_XSETREF(parse_message_type, Py_NewRef(args[2]));
     Py_XSETREF(parse_fallback, Py_NewRef(args[3]));
+    Py_CLEAR(last_sender.raw);
+    Py_CLEAR(last_sender.value);
+    Py_CLEAR(last_headers.raw);
+    Py_CLEAR(last_headers.value);
     Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(parse_request_doc,
 "parse_request(data) -> Message\n\n"
 "Decode one front end -> handler message: parse_common for a known sender and header\n"
-"block, the Python decoder (which decides, and raises ProtocolError) for the rest.");
+"block (the last ones found are compared before anything is hashed), the Python\n"
+"decoder (which decides, and raises ProtocolError) for the rest.");
 
 static PyObject *
 parse_request(PyObject *module, PyObject *data)
@@ -237,8 +279,7 @@ parse_request(PyObject *module, PyObject *data)
         return NULL;
     }
     if (PyBytes_CheckExact(data)) {
-        PyObject *args[4] = {data, parse_senders, parse_known, parse_message_type};
-        PyObject *message = parse_common(module, args, 4);
+        PyObject *message = parse_frame(data, parse_senders, parse_known, parse_message_type, 1);
         if (message != Py_None)
             return message; /* a message, or NULL with an exception set */
         Py_DECREF(message);
