@@ -531,6 +531,7 @@ def test_response_frame_leaks_no_references() -> None:
     assert runner_module._response_frame(SENDER, "12", response) is not None
     prefix = response_module._PREFIXES[(201, ctype)]
     uuid = wire._sender_raw[SENDER]
+    assert _speedups.response_frame(SENDER, "12", response)  # now its last prefix, held
     watched = (response, response.body, ctype, prefix, uuid, Response)
     before = [sys.getrefcount(x) for x in watched]
     for _ in range(10_000):
@@ -538,6 +539,11 @@ def test_response_frame_leaks_no_references() -> None:
         assert _speedups.response_frame(SENDER, "x", response) is None
     gc.collect()
     assert [sys.getrefcount(x) for x in watched] == before
+    other = PlainTextResponse("x")
+    assert runner_module._response_frame(SENDER, "12", other)
+    held = sys.getrefcount(ctype)
+    assert _speedups.response_frame(SENDER, "12", other)  # another last prefix
+    assert sys.getrefcount(ctype) == held - 1  # this one's is let go
 
 
 def test_a_response_class_with_its_own_rendering_is_rendered() -> None:

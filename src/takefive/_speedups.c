@@ -697,6 +697,10 @@ static PyObject *length_prefixes = NULL; /* response._PREFIXES: (status, ctype) 
 static PyObject *checked_senders = NULL; /* wire._sender_raw: sender -> its bytes */
 static PyObject *framed_types = NULL;    /* runner._FRAMED_TYPES: classes rendering as Response */
 static PyObject *reply_fallback = NULL;  /* runner._reply_frame, for anything else */
+/* The last (status, ctype) found in length_prefixes, and its prefix (all held). */
+static struct {
+    PyObject *status, *ctype, *prefix;
+} last_prefix = {NULL, NULL, NULL};
 static Py_ssize_t response_offsets[S_COUNT];
 
 PyDoc_STRVAR(setup_response_doc,
@@ -728,6 +732,9 @@ setup_response(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_INCREF(args[3]);
     Py_XSETREF(framed_types, args[3]);
     Py_XSETREF(reply_fallback, Py_NewRef(args[4]));
+    Py_CLEAR(last_prefix.status);
+    Py_CLEAR(last_prefix.ctype);
+    Py_CLEAR(last_prefix.prefix);
     Py_RETURN_NONE;
 }
 
@@ -763,18 +770,33 @@ frame_of(PyObject *sender, PyObject *conn_id, PyObject *response)
     if (slot[S_HEADERS] != Py_None || !PyLong_CheckExact(status) || !PyBytes_CheckExact(body) ||
         !(ctype == Py_None || PyUnicode_CheckExact(ctype)))
         Py_RETURN_NONE;
-    /* The key tuple is a collectable object: its allocation may run a collection, and
-       a finalizer could change the response. The tuple holds status and ctype; hold
-       the body. After it, only lookups of exact int, str and tuple keys in exact dicts
-       and a bytes allocation (no collection): no Python code runs. */
+    /* The prefix cached for (status, ctype): the last one found when both are the same
+       objects (a prefix is a pure function of the two, immutable, values). */
     Py_INCREF(body);
-    PyObject *key = PyTuple_Pack(2, status, ctype);
-    if (key == NULL) {
-        Py_DECREF(body);
-        return NULL;
+    PyObject *prefix;
+    if (status == last_prefix.status && ctype == last_prefix.ctype)
+        prefix = last_prefix.prefix;
+    else {
+        /* The key tuple is a collectable object: its allocation may run a collection,
+           and a finalizer could change the response. The tuple holds status and ctype;
+           the body is held. After it, only lookups of exact int, str and tuple keys in
+           exact dicts and a bytes allocation (no collection): no Python code runs. */
+        PyObject *key = PyTuple_Pack(2, status, ctype);
+        if (key == NULL) {
+            Py_DECREF(body);
+            return NULL;
+        }
+        prefix = PyDict_GetItemWithError(length_prefixes, key); /* borrowed */
+        Py_DECREF(key);
+        if (prefix != NULL && PyBytes_CheckExact(prefix)) {
+            Py_INCREF(status);
+            Py_INCREF(ctype);
+            Py_INCREF(prefix);
+            Py_XSETREF(last_prefix.status, status); /* the old ones: an int, a str, bytes */
+            Py_XSETREF(last_prefix.ctype, ctype);
+            Py_XSETREF(last_prefix.prefix, prefix);
+        }
     }
-    PyObject *prefix = PyDict_GetItemWithError(length_prefixes, key); /* borrowed */
-    Py_DECREF(key);
     PyObject *out;
     if (prefix == NULL || !PyBytes_CheckExact(prefix)) /* None: a status without a body */
         out = PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
