@@ -56,6 +56,19 @@ def test_captured_mongrel2_request() -> None:
     assert req.path_params == {}
 
 
+def test_path_params_and_state_are_dicts_of_their_own_made_when_asked_for() -> None:
+    first, second = wire_request(), wire_request()
+    assert first._path_params is None and first._state is None  # nothing made yet
+    first.state["user"] = "ann"
+    first.path_params["id"] = 3
+    assert first.state == {"user": "ann"} and first.path_params == {"id": 3}
+    assert second.state == {} and second.path_params == {}
+    assert first.state is not second.state and first.path_params is not second.path_params
+    second.path_params = {"x": "y"}
+    second.state = {"z": 1}
+    assert (second.path_params, second.state) == ({"x": "y"}, {"z": 1})
+
+
 @pytest.mark.parametrize("tnet", [False, True])
 def test_json_and_tnetstring_headers_give_the_same_request(tnet: bool) -> None:
     req = make("POST", "/x", "q=1", {"x-dup": ["a", "b"]}, b"data", tnetstring=tnet)

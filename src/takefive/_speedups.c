@@ -496,7 +496,7 @@ enum {
 
 static const char *const request_slots[R_COUNT] = {
     "_cookies", "_form", "_headers", "_http10", "_json", "_query", "_raw", "app", "body", "conn_id",
-    "keep_alive", "message", "method", "path", "path_params", "sender", "state",
+    "keep_alive", "message", "method", "path", "_path_params", "sender", "_state",
 };
 
 static PyTypeObject *request_type = NULL;
@@ -625,12 +625,8 @@ build_request(PyObject *message, PyObject **out)
        the rest, and the caller holds the message. */
     Py_INCREF(method);
     Py_INCREF(path);
-    PyObject *path_params = PyDict_New();
-    PyObject *state = path_params == NULL ? NULL : PyDict_New();
-    PyObject *self = state == NULL ? NULL : request_type->tp_alloc(request_type, 0);
+    PyObject *self = request_type->tp_alloc(request_type, 0);
     if (self == NULL) {
-        Py_XDECREF(path_params);
-        Py_XDECREF(state);
         Py_DECREF(method);
         Py_DECREF(path);
         return -1;
@@ -650,9 +646,9 @@ build_request(PyObject *message, PyObject **out)
     values[R_MESSAGE] = Py_NewRef(message);
     values[R_METHOD] = method; /* the references taken above */
     values[R_PATH] = path;
-    values[R_PATH_PARAMS] = path_params;
+    values[R_PATH_PARAMS] = Py_NewRef(Py_None); /* {} when first asked for */
     values[R_SENDER] = Py_NewRef(sender);
-    values[R_STATE] = state;
+    values[R_STATE] = Py_NewRef(Py_None);
     for (int i = 0; i < R_COUNT; i++)
         *(PyObject **)((char *)self + request_offsets[i]) = values[i];
     *out = self;

@@ -223,7 +223,7 @@ class App:
             fn = route.target.plain.get(method)
             if fn is None:  # no plain function for this method on the first route
                 return self._start_other(request, found)
-            request.path_params = params
+            request._path_params = params
         except Exception as exc:
             return self._failed(request, exc)
         return self._call_plain(request, fn, params)
@@ -256,7 +256,7 @@ class App:
         if found is None or method not in found[0].target.allowed:
             found = self._fallback_match(request, found)
         route, params = found
-        request.path_params = params
+        request._path_params = params
         endpoint = route.target
         fn = endpoint.functions.get(method)
         if fn is None:  # a Handler class, HEAD via GET, OPTIONS, 405
@@ -339,7 +339,7 @@ class App:
             if found is None:
                 raise HTTPError(404)
             route, params = found
-            request.path_params = params
+            request._path_params = params
             await route.target(self, request)._handshake()
             return HOLD
         if found is None:
@@ -349,7 +349,7 @@ class App:
             return HOLD
         route, params = found
         cls = route.target
-        request.path_params = params
+        request._path_params = params
         handler = cls(self, request)
         try:
             await handler._message(request._m2("FLAGS"))

@@ -77,8 +77,10 @@ class Request:
         "_headers",
         "_http10",
         "_json",
+        "_path_params",
         "_query",
         "_raw",
+        "_state",
         "app",
         "body",
         "conn_id",
@@ -86,9 +88,7 @@ class Request:
         "message",
         "method",
         "path",
-        "path_params",
         "sender",
-        "state",
     )
 
     def __init__(self, message: Message) -> None:
@@ -115,16 +115,38 @@ class Request:
         self.sender: str = message.sender
         self.conn_id: str = message.conn_id
         self.body: bytes = message.body
-        #: Values captured by the route pattern, converted (filled by routing).
-        self.path_params: dict[str, Any] = {}
+        self._path_params: dict[str, Any] | None = None  # {} when first asked for
         #: The :class:`~takefive.app.App` handling this request (set by ``App.handle``).
         self.app: App | None = None
-        #: Free-form per-request storage for handlers and hooks.
-        self.state: dict[str, Any] = {}
+        self._state: dict[str, Any] | None = None  # {} when first asked for
         self._query: MultiDict[str] | None = None
         self._cookies: dict[str, str] | None = None
         self._json: Any = _MISSING
         self._form: FormData | None = None
+
+    @property
+    def path_params(self) -> dict[str, Any]:
+        """Values captured by the route pattern, converted (filled by routing)."""
+        params = self._path_params
+        if params is None:
+            params = self._path_params = {}
+        return params
+
+    @path_params.setter
+    def path_params(self, value: dict[str, Any]) -> None:
+        self._path_params = value
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """Free-form per-request storage for handlers and hooks."""
+        state = self._state
+        if state is None:
+            state = self._state = {}
+        return state
+
+    @state.setter
+    def state(self, value: dict[str, Any]) -> None:
+        self._state = value
 
     @property
     def headers(self) -> RequestHeaders:
