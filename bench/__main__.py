@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ho = sub.add_parser("handler-only", help="msgs/s through one handler, no HTTP")
     ho.add_argument("--messages", type=int, default=200_000)
+    ho.add_argument("--pairs", type=int, default=5, help="runs of each, alternating (5)")
 
     soak = sub.add_parser("soak", help="a bounded long run that watches RSS")
     soak.add_argument("--requests", type=int, default=2_000_000)
@@ -172,7 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     estimate = (
         len(stacks) * (settings.stack_seconds() + 3)
-        + (0 if args.no_handler_only else 30)
+        + (0 if args.no_handler_only else 40)
         + (0 if args.no_jobs else 40)
     )
     print(
@@ -206,7 +207,7 @@ def cmd_list(_: argparse.Namespace) -> int:
 def cmd_handler_only(args: argparse.Namespace) -> int:
     from bench import handler_only
 
-    result = handler_only.measure(args.messages)
+    result = handler_only.measure(args.messages, args.pairs)
     print(json.dumps(result, indent=2))
     return 0 if result.get("ratio") is not None else 1
 

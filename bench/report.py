@@ -386,10 +386,19 @@ def render_markdown(data: dict[str, Any], soak: dict[str, Any] | None = None) ->
     ho = data.get("handler_only")
     lines += ["", "### Handler only (ZeroMQ in, ZeroMQ out, no HTTP)", ""]
     if ho and ho.get("ratio") is not None:
+        pair_ratios = [pair["ratio"] for pair in ho.get("pairs", [])]
         lines += [
             f"{ho['messages']:,} pre-built Mongrel2 request frames (`GET /hello`) pushed by "
             f"{ho['feeder']} into one handler process's PULL; responses counted on a SUB bound "
-            "at its recv_spec.",
+            "at its recv_spec."
+            + (
+                f" {len(pair_ratios)} pairs of runs (raw loop, takefive) in alternating order; "
+                "the figures are the median pair's. Every pair's ratio: "
+                + ", ".join(_fmt_x(r) for r in pair_ratios)
+                + "."
+                if pair_ratios
+                else ""
+            ),
             "",
         ]
         handler_rows = [

@@ -303,6 +303,18 @@ def test_soak_summary_judges_only_takefive_processes() -> None:
 # --------------------------------------------------------------------------- markdown
 
 
+def test_the_handler_only_table_names_every_pair() -> None:
+    data = sample_data()
+    data["handler_only"]["pairs"] = [
+        {"ratio": r, "raw": {"msgs_per_s": 1.0}, "takefive": {"msgs_per_s": r}}
+        for r in (0.84, 0.7, 0.65)
+    ]
+    report.compute_ratios(data)
+    text = report.render_markdown(data)
+    assert "3 pairs of runs (raw loop, takefive) in alternating order" in text
+    assert "0.84x, 0.70x, 0.65x" in text
+
+
 def test_render_markdown_tables() -> None:
     data = sample_data()
     report.compute_ratios(data)
