@@ -173,7 +173,7 @@ def measure(messages: int = 200_000, pairs: int = PAIRS) -> dict[str, Any]:
                 flush=True,
             )
         median = sorted(out["pairs"], key=lambda pair: pair["ratio"])[(pairs - 1) // 2]
-        out["raw"], out["takefive"], out["ratio"] = median["raw"], median["takefive"], median["ratio"]
+        out.update(raw=median["raw"], takefive=median["takefive"], ratio=median["ratio"])
         print(f"  median of {pairs} pairs: {out['ratio']:.2f}x", flush=True)
         # For the record (not a target): the same handler written as ``async def``.
         out["takefive_async"] = run_one("takefive_async", frames_file, messages, workdir)
