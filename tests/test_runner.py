@@ -151,6 +151,37 @@ async def test_serves_a_request(context: zmq.asyncio.Context, front: FrontEnd) -
     await running.stop()
 
 
+async def test_quiet_and_busy_turns_each_serve_every_request(
+    context: zmq.asyncio.Context, front: FrontEnd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One request at a time (quiet turns: the reader asks zmq_poll before reading on),
+    then bursts larger than a turn (busy turns: it reads until zmq.Again): every request
+    is answered once, and the quiet turns end on a check that found nothing."""
+    from takefive import runner as runner_module
+
+    polls: list[bool] = []
+    real_poll = zmq.zmq_poll
+
+    def counting_poll(items: object, timeout: int = -1) -> object:
+        found = real_poll(items, timeout)  # type: ignore[arg-type]
+        polls.append(bool(found))
+        return found
+
+    monkeypatch.setattr(runner_module.zmq, "zmq_poll", counting_poll)
+    running = await start(hello_app(), front.endpoint, context=context)
+    for conn_id in range(20):  # one in flight: each turn reads one frame
+        await front.request(conn_id)
+        assert (await front.reply()).conn_ids == [str(conn_id)]
+    assert polls and not any(polls[-5:])  # each quiet turn ended on a check, not on Again
+    for burst in range(3):
+        ids = range(1000 * (burst + 1), 1000 * (burst + 1) + 300)
+        for conn_id in ids:
+            await front.request(conn_id)
+        got = [(await front.reply()).conn_ids[0] for _ in ids]
+        assert sorted(got, key=int) == [str(i) for i in ids]
+    await running.stop()
+
+
 async def test_tnetstring_headers_are_served_the_same(context: zmq.asyncio.Context) -> None:
     fe_json, fe_tnet = FrontEnd(context), FrontEnd(context, tnetstring=True)
     running = await start(hello_app(), fe_json.endpoint, fe_tnet.endpoint, context=context)
