@@ -710,3 +710,17 @@ def test_a_handler_keeping_an_http10_connection_says_so() -> None:
     assert isinstance(closed, Response) and "Connection" not in closed.headers
     answered = app.start(make("GET", "/plain"))  # HTTP/1.1: nothing added
     assert isinstance(answered, Response) and answered.length_prefix() is not None
+
+
+def test_a_router_put_in_place_later_is_the_one_used() -> None:
+    """The static-route shortcut reads the app's router of the moment."""
+    from takefive.routing import Router
+
+    app = App()
+    app.add_route("/a", lambda request: "old")
+    app.router = Router()
+    app.add_route("/b", lambda request: "new")
+    old = app.start(make("GET", "/a"))
+    new = app.start(make("GET", "/b"))
+    assert isinstance(old, Response) and old.status == 404
+    assert isinstance(new, Response) and new.body == b"new"

@@ -520,3 +520,12 @@ def test_a_new_content_type_is_checked_once_then_rendered_from_the_cache(
     assert again.length_prefix() is not None
     assert (200, "text/x-checked-once") in response_module._PREFIXES  # rendered from here on
     assert b"Content-Type: text/x-checked-once\r\nContent-Length: 1\r\n\r\ny" in again.render()
+
+
+@pytest.mark.parametrize("protocol", range(6))
+def test_a_response_pickles_with_every_protocol(protocol: int) -> None:
+    import pickle
+
+    response = PlainTextResponse("x", 201)
+    twin = pickle.loads(pickle.dumps(response, protocol=protocol))
+    assert type(twin) is PlainTextResponse and twin.render() == response.render()

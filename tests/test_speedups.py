@@ -651,6 +651,31 @@ class _CSV(PlainTextResponse):  # a user's text response: another text_type
     text_type = "text/csv; charset=utf-8"
 
 
+class _Looked(Response):  # a user's __getattribute__, which answers text_type its way
+    __slots__ = ()
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "text_type":
+            return response_module.HTML
+        return super().__getattribute__(name)
+
+
+class _Raising(PlainTextResponse):  # a text_type that raises when read
+    __slots__ = ()
+
+    @property  # type: ignore[misc]
+    def text_type(self) -> str:  # type: ignore[override]
+        raise RuntimeError("text_type read")
+
+
+class _RaisingResponse(Response):
+    __slots__ = ()
+
+    @property  # type: ignore[misc]
+    def text_type(self) -> str:  # type: ignore[override]
+        raise RuntimeError("text_type read")
+
+
 class _Wrapped(Response):  # a user's constructor, calling the base one
     __slots__ = ()
 
@@ -715,7 +740,19 @@ def test_response_base_is_in_use() -> None:
     assert "__init__" in vars(JSONResponse)
 
 
-@pytest.mark.parametrize("cls", [Response, PlainTextResponse, HTMLResponse, _CSV, _WithDict])
+@pytest.mark.parametrize(
+    "cls",
+    [
+        Response,
+        PlainTextResponse,
+        HTMLResponse,
+        _CSV,
+        _WithDict,
+        _Looked,
+        _Raising,
+        _RaisingResponse,
+    ],
+)
 def test_response_constructor_agrees_with_the_python_code(cls: type[Response]) -> None:
     response_module._CHECKED_TYPES.discard("text/csv")  # learnt by the reference
     for body in _BODIES:
@@ -806,6 +843,55 @@ def test_responses_copy_and_pickle_as_before() -> None:
                 response.body,
                 response._ctype,
             )
+
+
+def test_response_base_alone_is_not_a_response() -> None:
+    with pytest.raises(TypeError):
+        _speedups.ResponseBase(b"x")
+
+
+_FINALIZER_CHANGES_THE_STATUS = """
+import gc
+from takefive import wire, runner
+from takefive.response import Response
+sp = wire._speedups
+S = "f0f0-sender"
+wire._sender_raw[S] = S.encode()
+runner._FRAMED_TYPES.add(Response)
+Response("p", 404).length_prefix()
+r = Response("x", int("404"))
+other = Response("y", 500)
+other.length_prefix()
+freed = id(r.status)
+class Bomb:
+    def __del__(self):
+        r.status = 200
+gc.disable(); gc.collect()
+b = Bomb(); b.me = b; del b
+keep = [(i, -i) for i in range(5000)]  # empties the free list of pairs: PyTuple_Pack allocates
+gc.set_threshold(1); gc.enable()
+sp.response_frame(S, "1", r)  # the key's allocation collects: Bomb frees the 404 it read
+gc.disable()
+fresh = int("500")  # may take the freed int's place
+other.status = fresh
+assert sp.response_frame(S, "2", other) == wire.encode_sized_reply(
+    S, "2", other.length_prefix(), other.body
+), "a prefix for the wrong status"
+print("ok", id(fresh) == freed)
+"""
+
+
+def test_a_finalizer_changing_the_response_mid_frame_frees_nothing_in_use() -> None:
+    """A collection run by the key tuple's allocation may run a finalizer that changes the
+    response: what the C code read from it stays held (this crashed, or framed 500 with
+    the prefix of 404, when status and content type were only borrowed)."""
+    done = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", _FINALIZER_CHANGES_THE_STATUS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stdout.startswith("ok"), done.stdout + done.stderr
 
 
 def test_setup_response_init_refuses_what_it_cannot_use() -> None:

@@ -767,19 +767,23 @@ frame_of(PyObject *sender, PyObject *conn_id, PyObject *response)
         !(ctype == Py_None || PyUnicode_CheckExact(ctype)))
         Py_RETURN_NONE;
     /* The prefix cached for (status, ctype): the last one found when both are the same
-       objects (a prefix is a pure function of the two, immutable, values). */
+       objects (a prefix is a pure function of the two, immutable, values). The three are
+       held from here on: the key tuple's allocation may run a collection, whose finalizers
+       could change the response and free what it held. */
     Py_INCREF(body);
+    Py_INCREF(status);
+    Py_INCREF(ctype);
     PyObject *prefix;
     if (status == last_prefix.status && ctype == last_prefix.ctype)
         prefix = last_prefix.prefix;
     else {
-        /* The key tuple is a collectable object: its allocation may run a collection,
-           and a finalizer could change the response. The tuple holds status and ctype;
-           the body is held. After it, only lookups of exact int, str and tuple keys in
-           exact dicts and a bytes allocation (no collection): no Python code runs. */
+        /* After the key tuple, only lookups of exact int, str and tuple keys in exact
+           dicts and a bytes allocation (no collection): no Python code runs. */
         PyObject *key = PyTuple_Pack(2, status, ctype);
         if (key == NULL) {
             Py_DECREF(body);
+            Py_DECREF(status);
+            Py_DECREF(ctype);
             return NULL;
         }
         prefix = PyDict_GetItemWithError(length_prefixes, key); /* borrowed */
@@ -799,6 +803,8 @@ frame_of(PyObject *sender, PyObject *conn_id, PyObject *response)
     else
         out = sized_reply(checked_senders, sender, conn_id, prefix, body);
     Py_DECREF(body);
+    Py_DECREF(status);
+    Py_DECREF(ctype);
     return out;
 }
 
@@ -843,7 +849,11 @@ reply_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             if (PyUnicode_GET_LENGTH(method) == 4 && PyUnicode_KIND(method) == PyUnicode_1BYTE_KIND &&
                 memcmp(PyUnicode_DATA(method), "HEAD", 4) == 0)
                 Py_RETURN_NONE;
+            Py_INCREF(sender); /* borrowed from the request: held across allocations */
+            Py_INCREF(conn_id);
             PyObject *frame = frame_of(sender, conn_id, response);
+            Py_DECREF(sender);
+            Py_DECREF(conn_id);
             if (frame != Py_None)
                 return frame; /* the frame, or NULL with an exception set */
             Py_DECREF(frame);
@@ -871,6 +881,7 @@ typedef struct {
     PyObject *status;
 } ResponseBaseObject;
 
+static PyTypeObject *response_base_type = NULL; /* ResponseBase itself */
 static PyObject *init_reference = NULL; /* response._response_init */
 static PyObject *text_reference = NULL; /* response._text_init */
 static PyTypeObject *text_class = NULL; /* response._TextResponse */
@@ -944,13 +955,13 @@ encode_body(PyObject *text)
     return data;
 }
 
-/* self.text_type (a new reference): straight from the class when that is a plain str
-   and the instance has no __dict__ to shadow it. */
+/* self.text_type (a new reference): straight from the class when that is a plain str,
+   the instance has no __dict__ to shadow it and its class no __getattribute__ of its own. */
 static PyObject *
 text_type_of(PyObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
-    if (tp->tp_dictoffset == 0) {
+    if (tp->tp_dictoffset == 0 && tp->tp_getattro == PyObject_GenericGetAttr) {
         PyObject *value = _PyType_Lookup(tp, key_text_type); /* borrowed */
         if (value != NULL && PyUnicode_CheckExact(value))
             return Py_NewRef(value);
@@ -964,6 +975,11 @@ response_init(PyObject *op, PyObject *args, PyObject *kwds)
     ResponseBaseObject *self = (ResponseBaseObject *)op;
     if (init_reference == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "ResponseBase: setup_response_init() first");
+        return -1;
+    }
+    if (Py_IS_TYPE(op, response_base_type)) { /* only its subclasses are responses */
+        PyErr_SetString(PyExc_TypeError,
+                        "ResponseBase is the base of takefive.response.Response: use that");
         return -1;
     }
     int text = PyType_IsSubtype(Py_TYPE(op), text_class);
@@ -1022,16 +1038,17 @@ response_init(PyObject *op, PyObject *args, PyObject *kwds)
         }
     }
     else { /* _response_init's: a str or bytes body, a content type checked before */
-        if (PyUnicode_CheckExact(body)) {
-            ctype = content_type != NULL ? Py_NewRef(content_type)
-                                         : text_type_of(op);
-            if (ctype == NULL)
-                return -1;
-            data = encode_body(body);
-            if (data == NULL) {
-                Py_DECREF(ctype);
+        if (PyUnicode_CheckExact(body)) { /* in the Python code's order: encode, then */
+            data = encode_body(body);     /* read text_type, even when content_type wins */
+            if (data == NULL)
                 return call_reference(reference, op, args, kwds);
+            ctype = text_type_of(op);
+            if (ctype == NULL) {
+                Py_DECREF(data);
+                return -1;
             }
+            if (content_type != NULL)
+                Py_SETREF(ctype, Py_NewRef(content_type));
         }
         else if (PyBytes_CheckExact(body)) {
             data = Py_NewRef(body);
@@ -1073,7 +1090,6 @@ static PyMemberDef response_members[] = {
 
 static PyType_Slot response_type_slots[] = {
     {Py_tp_doc, "The slots and the common constructor of takefive.response.Response."},
-    {Py_tp_new, PyType_GenericNew},
     {Py_tp_init, response_init},
     {Py_tp_dealloc, response_dealloc},
     {Py_tp_traverse, response_traverse},
@@ -1183,6 +1199,7 @@ PyInit__speedups(void)
         return NULL;
     }
     Py_DECREF(slots);
+    response_base_type = (PyTypeObject *)base; /* the module holds it */
     Py_DECREF(base);
     return module;
 }

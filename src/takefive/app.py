@@ -71,7 +71,6 @@ class App:
     def __init__(self, *, debug: bool = False) -> None:
         self.debug = debug
         self.router: Router[Endpoint] = Router()
-        self._static_routes = self.router.static
         self.websocket_router: Router[type[WebSocketHandler]] = Router()
         self.outbox: Outbox | None = None
         self._startup: list[Callable[[], Any]] = []
@@ -190,7 +189,7 @@ class App:
         method = request.method
         # The common case first: a plain function for the method on a static route
         # (the router tries static routes first too), not a front end's own message.
-        route = self._static_routes.get(request.path)
+        route = self.router.static.get(request.path)
         if (
             route is None
             or method in _SPECIAL_METHODS
