@@ -187,8 +187,8 @@ class App:
         """
         request.app = self
         method = request.method
-        # The common case first: a plain function for the method on a static route
-        # (the router tries static routes first too), not a front end's own message.
+        # The common case first: a static route (the router tries those first too) for
+        # a request that is not a front end's own message; found once, used as found.
         route = self.router.static.get(request.path)
         if (
             route is None
@@ -197,12 +197,16 @@ class App:
         ):
             return self._start_routed(request)
         fn = route.target.plain.get(method)
-        if fn is None:
-            return self._start_routed(request)
+        if fn is None:  # async def, a Handler class, HEAD via GET, OPTIONS, 405
+            try:
+                return self._start_other(request, (route, {}))
+            except Exception as exc:
+                return self._failed(request, exc)
         return self._call_plain(request, fn, None)
 
     def _start_routed(self, request: Request) -> Response | Pending | None:
-        """:meth:`start` for all but a plain function on a static route."""
+        """:meth:`start` for a front end's own message, an upload, or a path that is no
+        static route."""
         method = request.method
         raw = request._raw
         try:
