@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test test-eager lint typecheck unit integration system-deps bench clean
 
-$(STAMP): pyproject.toml setup.py src/takefive/_speedups.c
+$(STAMP): pyproject.toml setup.py src/takefive/_speedups.c src/takefive/_zmqcall.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'

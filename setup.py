@@ -1,8 +1,8 @@
-"""Builds the optional C extension ``takefive._speedups`` (src/takefive/_speedups.c).
+"""Builds the optional C extensions ``takefive._speedups`` and ``takefive._zmqcall``.
 
-Everything else is in pyproject.toml. The extension is optional: without a C compiler
+Everything else is in pyproject.toml. The extensions are optional: without a C compiler
 (or with TAKEFIVE_NO_EXTENSIONS=1 in the environment) takefive installs as pure Python
-and takefive.wire uses its Python code, which the extension only makes faster.
+and uses its Python code, which the extensions only make faster.
 """
 
 import os
@@ -11,8 +11,12 @@ from setuptools import Extension, setup
 
 extensions = []
 if not os.environ.get("TAKEFIVE_NO_EXTENSIONS"):
-    extensions.append(
-        Extension("takefive._speedups", ["src/takefive/_speedups.c"], optional=True)
-    )
+    extensions += [
+        # The Mongrel2 wire format and the common Response (see takefive/wire.py).
+        Extension("takefive._speedups", ["src/takefive/_speedups.c"], optional=True),
+        # Non-blocking libzmq calls for the runner (see takefive/_zmqutil.py). It links
+        # nothing: it calls the libzmq pyzmq loaded, found at run time.
+        Extension("takefive._zmqcall", ["src/takefive/_zmqcall.c"], optional=True),
+    ]
 
 setup(ext_modules=extensions)

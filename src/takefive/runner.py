@@ -32,7 +32,7 @@ import zmq.asyncio
 from takefive import response as response_module
 from takefive import wire
 from takefive._zmqutil import ZERO_COPY_SIZE as _ZERO_COPY_SIZE
-from takefive._zmqutil import send_message
+from takefive._zmqutil import NowaitSocket, nowait_socket, send_message
 from takefive._zmqutil import send_raw as _send_frame
 from takefive.loader import load_object
 from takefive.request import Request, request_from
@@ -51,12 +51,6 @@ DEFAULT_RECV_SPEC = "tcp://127.0.0.1:9996"
 
 #: Messages drained from a PULL socket per wake-up before yielding to the loop.
 _BATCH = 64
-#: After a turn that read fewer frames than this, the reader checks with ``zmq_poll``
-#: (timeout 0) before each further read. A read of an empty socket raises zmq.Again,
-#: which costs about 25,000 CPU instructions (pyzmq builds the exception and its
-#: traceback through its Cython frames), against 2,500 for the check; behind an HTTP
-#: front end at 50 connections a turn reads about 12 frames, at low load one.
-_POLL_BELOW = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +149,7 @@ class HandlerServer:
         identity = self.sender_id.encode()
         helpers: list[asyncio.Task[None]] = []
         readers: list[_Reader] = []
+        nowaits: list[NowaitSocket] = []  # detached before their sockets close
         try:
             for endpoint in self.endpoints:
                 pull = context.socket(zmq.PULL)
@@ -182,7 +177,10 @@ class HandlerServer:
             self._ready.set()
             loop = asyncio.get_running_loop()
             for pull, pub, shadow in zip(pulls, pubs, self._outbox.pubs, strict=True):
-                reader = _Reader(self, zmq.Socket.shadow(pull.underlying), shadow, loop)
+                pull_io = nowait_socket(zmq.Socket.shadow(pull.underlying))
+                pub_io = nowait_socket(shadow)
+                nowaits += (pull_io, pub_io)
+                reader = _Reader(self, pull_io, shadow, pub_io.send, loop)
                 readers.append(reader)
                 helpers.append(asyncio.create_task(self._watch(pub, shadow, reader)))
             await self._stopping.wait()
@@ -192,7 +190,7 @@ class HandlerServer:
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
-            await self._drain(pulls)
+            await self._drain(readers, pulls)
             await self._finish_in_flight()
             await self.app.shutdown()
         finally:
@@ -200,28 +198,28 @@ class HandlerServer:
                 reader.stop()
             for task in helpers:
                 task.cancel()
+            for io in nowaits:
+                io.detach()
             for pull in pulls:
                 pull.close(linger=0)
             for pub in pubs:
                 pub.close(linger=self.linger_ms)
 
-    async def _drain(self, pulls: list[zmq.asyncio.Socket]) -> None:
+    async def _drain(self, readers: list[_Reader], pulls: list[zmq.asyncio.Socket]) -> None:
         """Serve what ZeroMQ had already queued for this process, so it is not lost.
 
         Queued frames are read *before* the PULL socket disconnects: libzmq throws away
         what a disconnected pipe still holds. Disconnecting then tells the front end to
         deal its next requests to the other handler processes.
         """
-        for pull, pub in zip(pulls, self._outbox.pubs, strict=True):
-            raw: zmq.Socket[bytes] = zmq.Socket.shadow(pull.underlying)
+        for reader in readers:
             while True:
                 if len(self._tasks) >= self.max_in_flight:
                     await self._wait_for_room()
-                try:
-                    frame = raw.recv(zmq.NOBLOCK)
-                except zmq.Again:
+                frame = reader.pull.recv()
+                if frame is None:
                     break
-                self._dispatch(frame, pub)
+                self._dispatch(frame, reader.pub, reader.send)
         for pull, endpoint in zip(pulls, self.endpoints, strict=True):
             with contextlib.suppress(zmq.ZMQError):
                 pull.disconnect(endpoint.send_spec)
@@ -264,8 +262,14 @@ class HandlerServer:
             self._room.clear()
             await self._room.wait()
 
-    def _dispatch(self, frame: bytes, pub: zmq.Socket[bytes]) -> None:
-        """Serve one frame: inline while it needs no ``await``, else as a task of its own."""
+    def _dispatch(
+        self, frame: bytes, pub: zmq.Socket[bytes], send: Callable[[bytes], None]
+    ) -> None:
+        """Serve one frame: inline while it needs no ``await``, else as a task of its own.
+
+        ``pub`` is the socket the frame's front end is answered on, ``send`` its
+        non-blocking send (:func:`~takefive._zmqutil.nowait_socket`).
+        """
         try:
             message = wire.parse_request(frame)
         except wire.ProtocolError as exc:
@@ -285,8 +289,10 @@ class HandlerServer:
                 reply = _reply_frame(request, started)
                 if reply is None:
                     self._send_rendered(request, started)
+                elif len(reply) < _ZERO_COPY_SIZE:
+                    send(reply)
                 else:
-                    _send_frame(pub, reply, 0, len(reply) < _ZERO_COPY_SIZE)
+                    _send_frame(pub, reply, 0, False)
         except Exception:
             # App.start never raises; this is a bug in takefive itself. Keep serving.
             log.exception("internal error serving %s %s", message.sender, message.conn_id)
@@ -412,25 +418,28 @@ class _Reader:
     The callback drains the socket with non-blocking reads (ZeroMQ's descriptor only
     says "look again"), up to _BATCH frames per turn of the loop, and pauses while the
     server has ``max_in_flight`` requests waiting: the rest stay queued in ZeroMQ.
-    No future or task is made per message.
+    No future or task is made per message. The reads and the replies of plain
+    handlers go through :func:`~takefive._zmqutil.nowait_socket` (libzmq called from
+    C when built): an empty socket, which ends every turn, costs a C call there, where
+    pyzmq raises ``zmq.Again``.
     """
 
     def __init__(
         self,
         server: HandlerServer,
-        pull: zmq.Socket[bytes],
+        pull: NowaitSocket,
         pub: zmq.Socket[bytes],
+        send: Callable[[bytes], None],
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.server = server
         self.pull = pull
         self.pub = pub
+        self.send = send
         self.loop = loop
-        self.fd = int(pull.getsockopt(zmq.FD))
+        self.fd = int(pull.owner.getsockopt(zmq.FD))
         self.reading = False
         self.paused = False
-        self.poll_items = [(pull, zmq.POLLIN)]
-        self.frames = 0  # read in the last turn
 
     def start(self) -> None:
         if not self.reading:
@@ -453,38 +462,27 @@ class _Reader:
             return
         server = self.server
         tasks, limit, dispatch = server._tasks, server.max_in_flight, server._dispatch
-        recv, pub = self.pull.recv, self.pub
-        # After a quiet turn, ask before each read but the first whether a frame is there:
-        # the read of an empty socket ends every turn otherwise, and its zmq.Again costs
-        # ten such checks (see _POLL_BELOW).
-        poll = self.frames < _POLL_BELOW
-        count = 0
-        try:
-            for _ in range(_BATCH):
-                if len(tasks) >= limit:
-                    self.paused = True
-                    server._paused.append(self)
-                    return
-                try:
-                    if poll and count and not zmq.zmq_poll(self.poll_items, 0):
-                        return
-                    frame = recv(zmq.NOBLOCK)
-                except zmq.Again:
-                    return
-                except zmq.ZMQError as exc:  # closed under us while shutting down
-                    log.debug("request socket: %s", exc)
-                    return
-                count += 1
-                try:
-                    dispatch(frame, pub)
-                except BaseException:  # KeyboardInterrupt, SystemExit: on their way out
-                    # ZeroMQ's descriptor only signals new arrivals: read on, or what is
-                    # queued already waits for the next one.
-                    self.loop.call_soon(self.read)
-                    raise
-            self.loop.call_soon(self.read)  # more may be waiting: let the loop breathe first
-        finally:
-            self.frames = count
+        recv, pub, send = self.pull.recv, self.pub, self.send
+        for _ in range(_BATCH):
+            if len(tasks) >= limit:
+                self.paused = True
+                server._paused.append(self)
+                return
+            try:
+                frame = recv()
+            except zmq.ZMQError as exc:  # closed under us while shutting down
+                log.debug("request socket: %s", exc)
+                return
+            if frame is None:  # drained: the descriptor will say when more come
+                return
+            try:
+                dispatch(frame, pub, send)
+            except BaseException:  # KeyboardInterrupt, SystemExit: on their way out
+                # ZeroMQ's descriptor only signals new arrivals: read on, or what is
+                # queued already waits for the next one.
+                self.loop.call_soon(self.read)
+                raise
+        self.loop.call_soon(self.read)  # more may be waiting: let the loop breathe first
 
 
 class _TaskStarter:
