@@ -1,7 +1,7 @@
 """``python -m bench``: takefive's benchmark suite (see bench/README.md).
 
-python -m bench                     full run (about 12 minutes), writes results + docs
-python -m bench --quick             1 s warm-up + 3 s per measurement (about 4 minutes)
+python -m bench                     full run (about 14 minutes), writes results + docs
+python -m bench --quick             1 s warm-up + 3 s per measurement (about 5 minutes)
 python -m bench --only aiohttp,raw-m2
 python -m bench list                stacks and whether each can run here
 python -m bench handler-only        the ZeroMQ-only figure alone
@@ -51,6 +51,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--no-handler-only", action="store_true", help="skip the handler-only figure"
+    )
+    parser.add_argument(
+        "--no-floor-pairs",
+        action="store_true",
+        help="skip the paired floor windows (raw-m2 and takefive-m2-1 in turns)",
     )
     docs = parser.add_mutually_exclusive_group()
     docs.add_argument(
@@ -171,10 +176,31 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         jobs = functools.partial(bench_jobs.measure, 20_000 if args.quick else 50_000)
 
+    floor: dict[str, Any] | Callable[[], dict[str, Any]]
+    floor_rounds, floor_seconds = (3, 3.0) if args.quick else (5, 5.0)
+    if args.no_floor_pairs:
+        floor = {"reason": "skipped (--no-floor-pairs)"}
+    elif args.only and not {"raw-m2", "takefive-m2-1"} <= set(args.only.split(",")):
+        floor = {"reason": "skipped (--only without raw-m2 and takefive-m2-1)"}
+    else:
+        from bench import paired
+
+        floor = functools.partial(
+            paired.measure,
+            known["raw-m2"],
+            known["takefive-m2-1"],
+            "hello",
+            tuple(settings.connections),
+            floor_rounds,
+            floor_seconds,
+        )
+    floor_estimate = len(settings.connections) * (2 * floor_rounds * floor_seconds + 6) + 5
+
     estimate = (
         len(stacks) * (settings.stack_seconds() + 3)
         + (0 if args.no_handler_only else 40)
         + (0 if args.no_jobs else 40)
+        + (0 if args.no_floor_pairs else floor_estimate)
     )
     print(
         f"bench: {len(stacks)} stacks, routes {','.join(settings.routes)}, "
@@ -182,7 +208,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{settings.duration_s:g} s each; about {estimate / 60:.0f} min",
         flush=True,
     )
-    data = suite.run_suite(stacks, settings, handler_only=ho, jobs=jobs)
+    data = suite.run_suite(stacks, settings, handler_only=ho, jobs=jobs, floor_paired=floor)
     if args.note:
         data["note"] = args.note
     full = not args.quick and not args.only

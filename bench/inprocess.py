@@ -20,6 +20,7 @@ import zmq
 
 from bench.handler_only import build_frames
 from bench.stacks.takefive_app import app
+from takefive._zmqutil import nowait_socket
 from takefive.runner import HandlerServer
 
 
@@ -33,9 +34,10 @@ async def _run(frames: list[bytes]) -> float:
     check.setsockopt(zmq.RCVHWM, 0)
     check.setsockopt(zmq.SUBSCRIBE, b"")
     check.connect("inproc://takefive-inprocess")
+    send = nowait_socket(sink).send
     start = time.perf_counter()
     for frame in frames:
-        server._dispatch(frame, sink)  # type: ignore[arg-type]
+        server._dispatch(frame, sink, send)
         if server._tasks:
             await asyncio.sleep(0)
     if server._tasks:

@@ -8,7 +8,8 @@ their spread. A tool to check a borderline ratio, e.g. the floor:
 
     python -m bench paired --stacks raw-m2,takefive-m2-1 --route hello --rounds 5
 
-Not part of the full run, and no target is judged from it.
+The full run ends with one of these for the floor (raw-m2 and takefive-m2-1 on /hello),
+and judges the floor target on it (bench/report.py).
 """
 
 from __future__ import annotations

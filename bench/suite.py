@@ -196,6 +196,7 @@ def run_suite(
     *,
     handler_only: dict[str, Any] | Callable[[], dict[str, Any]] | None,
     jobs: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
+    floor_paired: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
     log: Log = say,
 ) -> dict[str, Any]:
     started = dt.datetime.now(dt.UTC)
@@ -210,6 +211,7 @@ def run_suite(
         "stacks": [],
         "handler_only": None,
         "jobs": None,
+        "floor_paired": None,
     }
     data["machine"]["packages"] = {
         p: version(p)
@@ -236,6 +238,14 @@ def run_suite(
         data["handler_only"] = handler_only()
     else:
         data["handler_only"] = handler_only
+    if callable(floor_paired):
+        log("the floor, paired (raw pyzmq + Mongrel2 and takefive + Mongrel2 in turns)")
+        try:
+            data["floor_paired"] = floor_paired()
+        except Exception as exc:  # a stack that cannot start: reported, the run goes on
+            data["floor_paired"] = {"reason": f"{type(exc).__name__}: {exc}"}
+    else:
+        data["floor_paired"] = floor_paired
     if callable(jobs):
         log("jobs round trip (JobPool and one Python worker vs a raw PUSH/PULL loop)")
         data["jobs"] = jobs()

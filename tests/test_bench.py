@@ -300,6 +300,56 @@ def test_soak_summary_judges_only_takefive_processes() -> None:
     assert report.soak_growth(0.0, 5.0) is None
 
 
+def floor_paired(*levels: tuple[int, list[float]]) -> dict[str, Any]:
+    """A paired floor measurement: raw at 1000 req/s, takefive at ``ratio`` x that."""
+    from bench.paired import pair_ratios
+
+    return {
+        "a": "raw-m2",
+        "b": "takefive-m2-1",
+        "route": "hello",
+        "rounds": 3,
+        "seconds": 5.0,
+        "levels": [
+            {
+                "connections": c,
+                "a_rps": [1000] * len(ratios),
+                "b_rps": [round(1000 * r) for r in ratios],
+                **pair_ratios([1000.0] * len(ratios), [1000.0 * r for r in ratios]),
+            }
+            for c, ratios in levels
+        ],
+    }
+
+
+def test_the_floor_is_judged_on_its_paired_windows_when_measured() -> None:
+    data = sample_data()  # back-to-back cells: 0.75x at both levels
+    data["floor_paired"] = floor_paired((50, [0.88, 0.95, 1.02]), (200, [0.91, 0.99, 0.93]))
+    floor = {t["id"]: t for t in report.evaluate_targets(data)}["floor"]
+    assert floor["min"] == pytest.approx(0.93)  # the lower of the two medians
+    assert floor["value"] == pytest.approx((0.95 * 0.93) ** 0.5)
+    assert floor["passed"] is True
+    assert "hello c=50: 0.95x (pairs 0.88 0.95 1.02)" in floor["detail"]
+    assert "back-to-back cells: hello c=50: 0.75x" in floor["detail"]
+    data["floor_paired"] = floor_paired((50, [0.95]), (200, [0.89]))
+    assert {t["id"]: t for t in report.evaluate_targets(data)}["floor"]["passed"] is False
+    for unmeasured in (None, {"reason": "skipped"}, {"levels": []}):
+        data["floor_paired"] = unmeasured
+        floor = {t["id"]: t for t in report.evaluate_targets(data)}["floor"]
+        assert floor["min"] == pytest.approx(0.75) and floor["passed"] is False
+
+
+def test_the_paired_floor_section_lists_every_pair() -> None:
+    data = sample_data()
+    data["floor_paired"] = floor_paired((50, [0.88, 0.95, 1.02]))
+    text = report.render_markdown(data)
+    assert "### The floor, paired" in text
+    assert "3 pairs of 5 s wrk windows" in text
+    assert "| c=50 | 0.95x | 0.88x - 1.02x | 0.88x, 0.95x, 1.02x | 1,000, 1,000, 1,000 |" in text
+    data["floor_paired"] = {"reason": "skipped (--no-floor-pairs)"}
+    assert "Not measured: skipped (--no-floor-pairs)." in report.render_markdown(data)
+
+
 # --------------------------------------------------------------------------- markdown
 
 
@@ -486,3 +536,31 @@ def test_paired_ratios_are_per_pair_with_their_spread() -> None:
     with pytest.raises(ValueError):
         pair_ratios([0.0], [1.0])
 
+
+def test_a_paired_floor_that_cannot_run_is_reported_and_the_run_goes_on() -> None:
+    from bench import suite
+
+    def fails() -> dict[str, Any]:
+        raise RuntimeError("raw-m2 cannot run here: mongrel2 is not installed")
+
+    data = suite.run_suite(
+        [], suite.Settings(), handler_only=None, floor_paired=fails, log=lambda _: None
+    )
+    assert data["floor_paired"] == {
+        "reason": "RuntimeError: raw-m2 cannot run here: mongrel2 is not installed"
+    }
+    measured = floor_paired((50, [1.0]))
+    data = suite.run_suite(
+        [], suite.Settings(), handler_only=None, floor_paired=lambda: measured, log=print
+    )
+    assert data["floor_paired"] is measured
+
+
+def test_the_in_process_tool_serves_every_frame() -> None:
+    """bench/inprocess.py drives the runner's own dispatch: it must keep up with it."""
+    import asyncio
+
+    from bench import inprocess
+
+    for path in ("/hello", "/json", "/page"):
+        assert asyncio.run(inprocess._run(build_frames(50, path))) > 0
