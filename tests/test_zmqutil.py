@@ -248,3 +248,57 @@ def test_pyzmq_version_polls_after_a_short_run(
         a.send(b"%d" % n)
     time.sleep(0.01)
     assert len(drain(io)) == 20 and polls == []  # ...but not after a long run
+
+
+def test_a_terminated_context_raises_as_pyzmq_does(make: Make) -> None:
+    """ETERM while the context terminates: zmq.ContextTerminated from both versions."""
+    import threading
+
+    context: zmq.Context[Any] = zmq.Context()
+    sock = context.socket(zmq.PULL)
+    sock.bind("inproc://term")
+    io = make(sock)
+    ending = threading.Thread(target=context.term)
+    ending.start()
+    deadline = time.monotonic() + 5
+    with pytest.raises(zmq.ContextTerminated):
+        while time.monotonic() < deadline:  # term() reaches the socket soon after it starts
+            io.recv()
+            time.sleep(0.005)
+    with pytest.raises(zmq.ContextTerminated):
+        io.send(b"x")
+    io.detach()
+    sock.close()
+    ending.join(5)
+    assert not ending.is_alive()
+
+
+def test_errno_to_exception_as_pyzmq() -> None:
+    assert type(_zmqutil._error_of(errno.EAGAIN)) is zmq.Again
+    assert type(_zmqutil._error_of(zmq.ETERM)) is zmq.ContextTerminated
+    other = _zmqutil._error_of(errno.ENOTSOCK)
+    assert type(other) is zmq.ZMQError and other.errno == errno.ENOTSOCK
+
+
+def test_libzmq_is_taken_from_where_pyzmq_resolves_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A libzmq in the global scope (LD_PRELOAD, RTLD_GLOBAL) is the one pyzmq's backend
+    calls, so it wins over the one the backend was linked with."""
+    import ctypes
+
+    from zmq.backend.cython import _zmq as backend
+
+    opened: list[str | None] = []
+
+    class Library:
+        def __init__(self, name: str | None) -> None:
+            opened.append(name)
+            self.name = name
+            if name is None and with_global:
+                self.zmq_msg_recv = "global"
+
+    monkeypatch.setattr(ctypes, "CDLL", Library)
+    with_global = True
+    assert _zmqutil._libzmq_of_pyzmq().name is None
+    with_global = False
+    assert _zmqutil._libzmq_of_pyzmq() is None  # the fake backend has no zmq_msg_recv either
+    assert opened == [None, backend.__file__] * 2

@@ -13,8 +13,9 @@
  * pyzmq's sockets are used by the same libzmq that made them. Only libzmq >= 4.1 is
  * bound (zmq_msg_t is 64 bytes there).
  *
- * A Socket does not own its libzmq socket: its owner (the pyzmq socket) does, and
- * detach() must be called before the owner is closed. After detach() every call raises.
+ * A Socket does not own its libzmq socket. It holds the pyzmq socket it was made from
+ * (which may be a shadow that owns nothing either): whoever closes the libzmq socket
+ * must call detach() first. After detach() every call raises.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -35,6 +36,7 @@ typedef void *(*msg_data_fn)(zmsg_t *);
 typedef size_t (*msg_size_fn)(const zmsg_t *);
 typedef int (*msg_close_fn)(zmsg_t *);
 typedef int (*send_fn)(void *, const void *, size_t, int);
+typedef int (*errno_fn)(void);
 
 static msg_init_fn z_msg_init = NULL;
 static msg_recv_fn z_msg_recv = NULL;
@@ -42,22 +44,24 @@ static msg_data_fn z_msg_data = NULL;
 static msg_size_fn z_msg_size = NULL;
 static msg_close_fn z_msg_close = NULL;
 static send_fn z_send = NULL;
-static PyObject *error_class = NULL; /* zmq.ZMQError: called with the errno */
-static PyObject *again_class = NULL; /* zmq.Again */
+static errno_fn z_errno = NULL;     /* zmq_errno: libzmq's errno (its C runtime's) */
+static PyObject *error_of = NULL;   /* errno -> the exception to raise (zmq.Again, ...) */
 
 static PyObject *
 raise_errno(int err)
 {
-    PyObject *cls = (err == EAGAIN && again_class != NULL) ? again_class : error_class;
-    if (cls == NULL) {
+    if (error_of == NULL) { /* bind() not called: only a Socket never made by __init__ */
         errno = err;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
-    PyObject *exc = PyObject_CallFunction(cls, "i", err);
-    if (exc != NULL) {
+    PyObject *exc = PyObject_CallFunction(error_of, "i", err);
+    if (exc == NULL)
+        return NULL;
+    if (PyExceptionInstance_Check(exc))
         PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-        Py_DECREF(exc);
-    }
+    else
+        PyErr_Format(PyExc_TypeError, "error_of(%d) returned %R, not an exception", err, exc);
+    Py_DECREF(exc);
     return NULL;
 }
 
@@ -71,10 +75,10 @@ address_of(PyObject *value, const char *what)
 }
 
 PyDoc_STRVAR(bind_doc,
-"bind(msg_init, msg_recv, msg_data, msg_size, msg_close, send, error, again)\n\n"
+"bind(msg_init, msg_recv, msg_data, msg_size, msg_close, send, errno, error_of)\n\n"
 "Addresses of libzmq's zmq_msg_init, zmq_msg_recv, zmq_msg_data, zmq_msg_size,\n"
-"zmq_msg_close and zmq_send (the library pyzmq uses), and the exception classes\n"
-"to raise: zmq.ZMQError(errno) and zmq.Again.");
+"zmq_msg_close, zmq_send and zmq_errno (the library pyzmq uses), and error_of(errno),\n"
+"which gives the exception to raise (zmq.Again, zmq.ContextTerminated, zmq.ZMQError).");
 
 static PyObject *
 bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -83,16 +87,16 @@ bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "bind() takes 8 arguments");
         return NULL;
     }
-    void *fns[6];
-    static const char *const names[6] = {"msg_init", "msg_recv", "msg_data",
-                                         "msg_size", "msg_close", "send"};
-    for (int i = 0; i < 6; i++) {
+    void *fns[7];
+    static const char *const names[7] = {"msg_init", "msg_recv", "msg_data", "msg_size",
+                                         "msg_close", "send", "errno"};
+    for (int i = 0; i < 7; i++) {
         fns[i] = address_of(args[i], names[i]);
         if (fns[i] == NULL)
             return NULL;
     }
-    if (!PyType_Check(args[6]) || !PyType_Check(args[7])) {
-        PyErr_SetString(PyExc_TypeError, "bind(): error and again must be classes");
+    if (!PyCallable_Check(args[7])) {
+        PyErr_SetString(PyExc_TypeError, "bind(): error_of must be callable");
         return NULL;
     }
     z_msg_init = (msg_init_fn)fns[0];
@@ -101,10 +105,9 @@ bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     z_msg_size = (msg_size_fn)fns[3];
     z_msg_close = (msg_close_fn)fns[4];
     z_send = (send_fn)fns[5];
-    Py_INCREF(args[6]);
-    Py_XSETREF(error_class, args[6]);
+    z_errno = (errno_fn)fns[6];
     Py_INCREF(args[7]);
-    Py_XSETREF(again_class, args[7]);
+    Py_XSETREF(error_of, args[7]);
     Py_RETURN_NONE;
 }
 
@@ -166,6 +169,8 @@ socket_dealloc(SocketObject *self)
     Py_DECREF(tp);
 }
 
+/* 1 while the socket may be used; else raises ZMQError(ENOTSOCK) and returns 0. Checked
+ * again after every signal handler, which may have detached it. */
 static int
 attached(SocketObject *self)
 {
@@ -190,9 +195,9 @@ socket_recv(SocketObject *self, PyObject *Py_UNUSED(ignored))
     for (;;) {
         if (z_msg_recv(&msg, self->handle, ZMQ_DONTWAIT) >= 0)
             break;
-        int err = errno;
+        int err = z_errno();
         if (err == EINTR) { /* a signal: let Python see it, then read on */
-            if (PyErr_CheckSignals() < 0) {
+            if (PyErr_CheckSignals() < 0 || !attached(self)) {
                 z_msg_close(&msg);
                 return NULL;
             }
@@ -227,10 +232,10 @@ socket_send(SocketObject *self, PyObject *data)
         if (z_send(self->handle, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data),
                    ZMQ_DONTWAIT) >= 0)
             Py_RETURN_NONE;
-        int err = errno;
+        int err = z_errno();
         if (err != EINTR)
             return raise_errno(err);
-        if (PyErr_CheckSignals() < 0)
+        if (PyErr_CheckSignals() < 0 || !attached(self))
             return NULL;
     }
 }

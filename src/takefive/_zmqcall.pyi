@@ -1,4 +1,5 @@
 # Types of the optional C extension src/takefive/_zmqcall.c (see takefive/_zmqutil.py).
+from collections.abc import Callable
 from typing import Any
 
 def bind(
@@ -8,8 +9,8 @@ def bind(
     msg_size: int,
     msg_close: int,
     send: int,
-    error: type[BaseException],
-    again: type[BaseException],
+    errno: int,
+    error_of: Callable[[int], BaseException],
 ) -> None: ...
 
 class Socket:

@@ -163,26 +163,52 @@ _LIBZMQ_FUNCTIONS = (
     "zmq_msg_size",
     "zmq_msg_close",
     "zmq_send",
+    "zmq_errno",
 )
+
+
+def _error_of(code: int) -> BaseException:
+    """The exception pyzmq raises for a libzmq errno."""
+    if code == errno.EAGAIN:
+        return zmq.Again(code)
+    if code == zmq.ETERM:
+        return zmq.ContextTerminated(code)
+    return zmq.ZMQError(code)
+
+
+def _libzmq_of_pyzmq() -> Any:
+    """The libzmq pyzmq's backend calls, as a ctypes library; None if not found.
+
+    An extension module's undefined symbols resolve in the global scope first (the
+    program, then libraries loaded with RTLD_GLOBAL), then in the libraries it was
+    linked with; ``dlsym`` on the backend's own handle searches only the latter. So a
+    libzmq in the global scope is the one pyzmq uses when there is one.
+    """
+    from zmq.backend.cython import _zmq as backend
+
+    for lib in (ctypes.CDLL(None), ctypes.CDLL(backend.__file__)):
+        if hasattr(lib, "zmq_msg_recv"):
+            return lib
+    return None
 
 
 def _bind_direct() -> Callable[[zmq.Socket[Any]], NowaitSocket] | None:
     """``takefive._zmqcall.Socket`` bound to the libzmq pyzmq itself calls, or None.
 
-    The functions are looked up through pyzmq's Cython backend (``dlsym`` on it searches
-    the libraries it was linked with), so a wheel's bundled libzmq and a system one are
-    both found; the library's own ``zmq_version`` must match pyzmq's. None (and pyzmq's
-    calls) when the extension is not built, TAKEFIVE_NO_EXTENSIONS is set, the backend
-    is not the Cython one (PyPy) or libzmq is older than 4.1.
+    Every function is taken from the one library pyzmq resolves its calls to (see
+    :func:`_libzmq_of_pyzmq`): a wheel's bundled libzmq and a system one are both
+    found, and that library's own ``zmq_version`` must match pyzmq's. None (and
+    pyzmq's calls) when the extension is not built, TAKEFIVE_NO_EXTENSIONS is set, the
+    backend is not the Cython one (PyPy) or libzmq is older than 4.1.
     """
     if os.environ.get("TAKEFIVE_NO_EXTENSIONS") or zmq.zmq_version_info() < (4, 1):
         return None
     try:
-        from zmq.backend.cython import _zmq as backend
-
         from takefive import _zmqcall
 
-        lib = ctypes.CDLL(backend.__file__)
+        lib = _libzmq_of_pyzmq()
+        if lib is None:
+            return None
         found = [ctypes.cast(getattr(lib, n), ctypes.c_void_p).value for n in _LIBZMQ_FUNCTIONS]
         version = [ctypes.c_int(), ctypes.c_int(), ctypes.c_int()]
         lib.zmq_version(*(ctypes.byref(v) for v in version))
@@ -190,8 +216,8 @@ def _bind_direct() -> Callable[[zmq.Socket[Any]], NowaitSocket] | None:
         return None
     if tuple(v.value for v in version) != zmq.zmq_version_info() or not all(found):
         return None
-    init, recv, data, size, close, send = (int(a or 0) for a in found)
-    _zmqcall.bind(init, recv, data, size, close, send, zmq.ZMQError, zmq.Again)
+    init, recv, data, size, close, send, errno_ = (int(a or 0) for a in found)
+    _zmqcall.bind(init, recv, data, size, close, send, errno_, _error_of)
     return cast(Callable[[zmq.Socket[Any]], NowaitSocket], _zmqcall.Socket)
 
 
