@@ -7,6 +7,7 @@ wire format through ``takefive.wire``; the runner under test is the real one.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -582,3 +583,106 @@ async def test_requests_start_eagerly_as_tasks() -> None:
         ("waits", True),
         ("quick", True),
     ]
+
+
+def body_of(reply: wire.Reply) -> bytes:
+    return bytes(reply.body).rpartition(b"\r\n\r\n")[2]
+
+
+async def burst(front: FrontEnd, *requests: tuple[int, str]) -> None:
+    """Send requests so that the handler reads them in one turn: the event loop (the
+    handler's too) is blocked while ZeroMQ's threads carry them to its queue."""
+    for conn_id, path in requests:
+        await front.request(conn_id, path)
+    time.sleep(0.2)  # noqa: ASYNC251 - blocking the loop on purpose
+
+
+def holding_app() -> App:
+    app = App()
+
+    @app.route("/a")
+    def first(request: Request) -> str:
+        return "A"
+
+    @app.route("/push")
+    def push(request: Request) -> str:
+        app.deliver(request.sender, ["1"], b"B")  # to the connection of /a
+        return "C"
+
+    @app.route("/async")
+    async def later(request: Request) -> str:
+        return "D"
+
+    return app
+
+
+@pytest.fixture
+def always_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every turn counts as slow and holds its replies until it ends."""
+    from takefive import runner as runner_module
+
+    monkeypatch.setattr(runner_module, "_SLOW_S", 0.0)
+    monkeypatch.setattr(runner_module, "_CORK_S", 60.0)
+
+
+async def test_held_replies_leave_before_anything_sent_after_them(
+    context: zmq.asyncio.Context, front: FrontEnd, always_hold: None
+) -> None:
+    """A reply held to the end of the turn still leaves before what the process sends
+    later in the same turn: a push to its connection, an awaited handler's answer."""
+    running = await start(holding_app(), front.endpoint, context=context)
+    await burst(front, (9, "/a"))  # a first turn: the reader now holds replies
+    assert body_of(await front.reply()) == b"A"
+    assert running.server._readers[0].slow
+    await burst(front, (1, "/a"), (2, "/push"), (1, "/async"))
+    got = [
+        (r.conn_ids[0], body_of(r) if r.conn_ids[0] == "2" else bytes(r.body))
+        for r in [await front.reply() for _ in range(4)]
+    ]
+    # C, held in its turn, leaves before D: everything in the order it was made
+    assert [(c, b[-1:]) for c, b in got] == [("1", b"A"), ("1", b"B"), ("2", b"C"), ("1", b"D")]
+    await running.stop()
+
+
+async def test_held_replies_all_leave_at_the_end_of_the_turn(
+    context: zmq.asyncio.Context, front: FrontEnd, always_hold: None
+) -> None:
+    running = await start(holding_app(), front.endpoint, context=context)
+    await burst(front, (0, "/a"))
+    await front.reply()
+    await burst(front, *[(n, "/a") for n in range(1, 41)])
+    got = [await front.reply() for _ in range(40)]
+    assert [r.conn_ids[0] for r in got] == [str(n) for n in range(1, 41)]
+    assert {body_of(r) for r in got} == {b"A"}
+    await running.stop()
+
+
+async def test_only_slow_turns_hold_replies(context: zmq.asyncio.Context, front: FrontEnd) -> None:
+    """A turn of fast handlers sends each reply at once; after a turn of handlers as slow
+    as _SLOW_S a frame, the next turn holds them (and the one after that is fast again)."""
+    app = App()
+
+    @app.route("/fast")
+    def fast(request: Request) -> str:
+        return "fast"
+
+    @app.route("/slow")
+    def slow(request: Request) -> str:
+        time.sleep(0.002)
+        return "slow"
+
+    running = await start(app, front.endpoint, context=context)
+    reader = running.server._readers[0]
+    for _ in range(20):  # the first turns run cold (and may count as slow)
+        await burst(front, *[(n, "/fast") for n in range(5)])
+        [await front.reply() for _ in range(5)]
+        if not reader.slow:
+            break
+    assert not reader.slow
+    await burst(front, (5, "/slow"), (6, "/slow"))
+    [await front.reply() for _ in range(2)]
+    assert reader.slow
+    await burst(front, *[(n, "/fast") for n in range(7, 40)])
+    [await front.reply() for _ in range(33)]
+    assert not reader.slow and not reader.held
+    await running.stop()
