@@ -8,7 +8,7 @@ python -m bench handler-only        the ZeroMQ-only figure alone
 python -m bench soak --requests 2000000
 python -m bench profile --stack takefive-m2-1 --route hello
 python -m bench render [RESULTS.json]   regenerate docs/performance.md and .png
-python -m bench paired --stacks raw-m2,takefive-m2-1   A B A B windows: median ratio
+python -m bench paired --stacks raw-m2,takefive-m2-1   A B B A windows: median ratio
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
-"""A paired measurement of two stacks: both up at once, measured in turns, A B A B ...
+"""A paired measurement of two stacks: both up at once, measured in turns, A B B A ...
 
 On a noisy machine (a shared VM whose speed drifts by 30-40% over minutes) the ratio of two
 stacks measured minutes apart carries the drift. Here both stacks run side by side (the idle
-one costs nothing) and wrk drives them in alternation with short windows, so each pair of
-windows sees nearly the same machine; the figure is the median of the per-pair ratios, with
-their spread. A tool to check a borderline ratio, e.g. the floor:
+one costs nothing) and wrk drives them in alternation with short windows, A B then B A, so
+each pair of windows sees nearly the same machine and neither stack is always measured
+first; the figure is the median of the per-pair ratios, with their spread. A tool to
+check a borderline ratio, e.g. the floor:
 
     python -m bench paired --stacks raw-m2,takefive-m2-1 --route hello --rounds 5
 
@@ -86,8 +87,11 @@ def measure(
             for url in urls:  # both warm, then the pairs
                 wrk.run(url, level, warmup)
             rps: tuple[list[float], list[float]] = ([], [])
-            for _ in range(rounds):
-                for side, url in enumerate(urls):
+            for n in range(rounds):
+                # A B, then B A, ...: a drift of the machine's speed over a pair does not
+                # favour the stack measured first
+                for side in (0, 1) if n % 2 == 0 else (1, 0):
+                    url = urls[side]
                     result = wrk.run(url, level, seconds)
                     if result.non2xx or result.total_socket_errors:
                         raise RuntimeError(f"errors from {url}: {result.to_json()}")

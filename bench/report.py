@@ -305,8 +305,8 @@ def _floor_paired_section(data: dict[str, Any]) -> list[str]:
     lines += [
         f"{floor['b']} against {floor['a']} on `/{floor['route']}`, both up at once and "
         f"driven in turns: {floor['rounds']} pairs of {floor['seconds']:g} s wrk windows "
-        "per connection level, in order A B A B. Each pair sees nearly the same machine, so "
-        "its ratio carries less of the drift between back-to-back cells minutes apart "
+        "per connection level, in the order A B, B A, A B... Each pair sees nearly the same "
+        "machine, so its ratio carries less of the drift between back-to-back cells minutes apart "
         "(30-40% on a shared VM); the floor target is judged on the median pair of each level.",
         "",
     ]
