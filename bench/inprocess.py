@@ -34,10 +34,10 @@ async def _run(frames: list[bytes]) -> float:
     check.setsockopt(zmq.RCVHWM, 0)
     check.setsockopt(zmq.SUBSCRIBE, b"")
     check.connect("inproc://takefive-inprocess")
-    send = nowait_socket(sink).send
+    pub = nowait_socket(sink)
     start = time.perf_counter()
     for frame in frames:
-        server._dispatch(frame, sink, send)
+        server._dispatch(frame, pub, pub.send)
         if server._tasks:
             await asyncio.sleep(0)
     if server._tasks:

@@ -33,7 +33,7 @@ import zmq.asyncio
 from takefive import response as response_module
 from takefive import wire
 from takefive._zmqutil import ZERO_COPY_SIZE as _ZERO_COPY_SIZE
-from takefive._zmqutil import NowaitSocket, nowait_socket, send_message
+from takefive._zmqutil import NowaitSocket, nowait_socket
 from takefive._zmqutil import send_raw as _send_frame
 from takefive.loader import load_object
 from takefive.request import Request, request_from
@@ -76,8 +76,8 @@ class _Outbox:
     """
 
     def __init__(self) -> None:
-        self.pubs: list[zmq.Socket[bytes]] = []
-        self.routes: dict[str, zmq.Socket[bytes]] = {}
+        self.pubs: list[NowaitSocket] = []
+        self.routes: dict[str, NowaitSocket] = {}
         #: Called before anything is sent: sends the replies a reader holds first, so
         #: that everything leaves in the order it was made.
         self.flush: Callable[[], None] = _nothing
@@ -89,8 +89,7 @@ class _Outbox:
         targets = (socket,) if socket is not None else self.pubs
         for pub in targets:
             for message in messages:
-                # PUB never blocks: past its high-water mark it drops, which SNDHWM makes rare.
-                send_message(pub, message)
+                _publish(pub, message)
 
     def reply(self, sender: str, conn_id: str, data: bytes) -> None:
         """The response to a request: one connection, of a front end known to this
@@ -100,7 +99,19 @@ class _Outbox:
             self.deliver(sender, conn_id, data)
         else:
             self.flush()
-            send_message(socket, wire.encode_reply(sender, conn_id, data))
+            _publish(socket, wire.encode_reply(sender, conn_id, data))
+
+
+def _publish(pub: NowaitSocket, data: bytes) -> None:
+    """One message on a PUB socket: copied, or zero-copy when large (pyzmq's advice).
+
+    A PUB socket never blocks nor refuses: past its high-water mark (SNDHWM, 100,000
+    here) it drops, which makes that rare.
+    """
+    if len(data) < _ZERO_COPY_SIZE:
+        pub.send(data)
+    else:
+        _send_frame(pub.owner, data, 0, False)
 
 
 def _nothing() -> None:
@@ -182,7 +193,8 @@ class HandlerServer:
                 pulls.append(pull)
                 pubs.append(pub)
             # Sends go through plain (non-async) shadows: a PUB send never blocks.
-            self._outbox.pubs = [zmq.Socket.shadow(p.underlying) for p in pubs]
+            self._outbox.pubs = [nowait_socket(zmq.Socket.shadow(p.underlying)) for p in pubs]
+            nowaits += self._outbox.pubs
             self.app.attach(self._outbox)
             await self.app.startup()
             log.info(
@@ -192,13 +204,12 @@ class HandlerServer:
             )
             self._ready.set()
             loop = asyncio.get_running_loop()
-            for pull, pub, shadow in zip(pulls, pubs, self._outbox.pubs, strict=True):
+            for pull, pub, pub_io in zip(pulls, pubs, self._outbox.pubs, strict=True):
                 pull_io = nowait_socket(zmq.Socket.shadow(pull.underlying))
-                pub_io = nowait_socket(shadow)
-                nowaits += (pull_io, pub_io)
-                reader = _Reader(self, pull_io, shadow, pub_io.send, loop)
+                nowaits.append(pull_io)
+                reader = _Reader(self, pull_io, pub_io, loop)
                 readers.append(reader)
-                helpers.append(asyncio.create_task(self._watch(pub, shadow, reader)))
+                helpers.append(asyncio.create_task(self._watch(pub, pub_io, reader)))
             self._readers = readers
             self._outbox.flush = self._flush
             await self._stopping.wait()
@@ -254,9 +265,7 @@ class HandlerServer:
 
     # ------------------------------------------------------------------ the hot path
 
-    async def _watch(
-        self, xpub: zmq.asyncio.Socket, shadow: zmq.Socket[bytes], reader: _Reader
-    ) -> None:
+    async def _watch(self, xpub: zmq.asyncio.Socket, pub: NowaitSocket, reader: _Reader) -> None:
         """Follow the front ends' subscriptions to this XPUB socket.
 
         Requests are read only once a front end has subscribed: an answer published
@@ -270,7 +279,7 @@ class HandlerServer:
             if event[0] == 1:
                 log.debug("front end %s subscribed", sender or "(all)")
                 if sender:
-                    self._outbox.routes[sender] = shadow
+                    self._outbox.routes[sender] = pub
                 reader.start()
             elif event[0] == 0:
                 log.debug("front end %s unsubscribed", sender or "(all)")
@@ -280,13 +289,11 @@ class HandlerServer:
             self._room.clear()
             await self._room.wait()
 
-    def _dispatch(
-        self, frame: bytes, pub: zmq.Socket[bytes], send: Callable[[bytes], None]
-    ) -> None:
+    def _dispatch(self, frame: bytes, pub: NowaitSocket, send: Callable[[bytes], None]) -> None:
         """Serve one frame: inline while it needs no ``await``, else as a task of its own.
 
-        ``pub`` is the socket the frame's front end is answered on, ``send`` its
-        non-blocking send (:func:`~takefive._zmqutil.nowait_socket`).
+        ``pub`` is the socket the frame's front end is answered on; a plain handler's
+        reply (under 64 KiB) goes to ``send``: ``pub.send``, or a reader's hold.
         """
         try:
             message = wire.parse_request(frame)
@@ -311,7 +318,7 @@ class HandlerServer:
                     send(reply)
                 else:
                     self._flush()
-                    _send_frame(pub, reply, 0, False)
+                    _send_frame(pub.owner, reply, 0, False)
         except Exception:
             # App.start never raises; this is a bug in takefive itself. Keep serving.
             log.exception("internal error serving %s %s", message.sender, message.conn_id)
@@ -344,12 +351,12 @@ class HandlerServer:
         """Send ``response`` to ``request``'s connection, on the socket its front end
         was last seen on."""
         self._flush()
-        socket = self._outbox.routes.get(request.sender)
-        frame = _reply_frame(request, response) if socket is not None else None
-        if socket is None or frame is None:
+        pub = self._outbox.routes.get(request.sender)
+        frame = _reply_frame(request, response) if pub is not None else None
+        if pub is None or frame is None:
             self._send_rendered(request, response)
         else:
-            _send_frame(socket, frame, 0, len(frame) < _ZERO_COPY_SIZE)
+            _publish(pub, frame)
 
     def _send_rendered(self, request: Request, response: Response) -> None:
         """Send ``response`` rendered in full (HEAD, no keep-alive, an uncommon response)."""
@@ -466,14 +473,13 @@ class _Reader:
         self,
         server: HandlerServer,
         pull: NowaitSocket,
-        pub: zmq.Socket[bytes],
-        send: Callable[[bytes], None],
+        pub: NowaitSocket,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.server = server
         self.pull = pull
         self.pub = pub
-        self.send = send
+        self.send = pub.send
         self.loop = loop
         self.fd = int(pull.owner.getsockopt(zmq.FD))
         self.reading = False
