@@ -1,7 +1,7 @@
 """``python -m bench``: takefive's benchmark suite (see bench/README.md).
 
-python -m bench                     full run (about 14 minutes), writes results + docs
-python -m bench --quick             1 s warm-up + 3 s per measurement (about 5 minutes)
+python -m bench                     full run (about 17 minutes), writes results + docs
+python -m bench --quick             1 s warm-up + 3 s per measurement (about 6 minutes)
 python -m bench --only aiohttp,raw-m2
 python -m bench list                stacks and whether each can run here
 python -m bench handler-only        the ZeroMQ-only figure alone
@@ -53,9 +53,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "--no-handler-only", action="store_true", help="skip the handler-only figure"
     )
     parser.add_argument(
-        "--no-floor-pairs",
+        "--no-pairs",
         action="store_true",
-        help="skip the paired floor windows (raw-m2 and takefive-m2-1 in turns)",
+        help="skip the paired windows (the floor, and each target's lowest cell again)",
     )
     docs = parser.add_mutually_exclusive_group()
     docs.add_argument(
@@ -177,11 +177,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         jobs = functools.partial(bench_jobs.measure, 20_000 if args.quick else 50_000)
 
     floor: dict[str, Any] | Callable[[], dict[str, Any]]
-    floor_rounds, floor_seconds = (3, 3.0) if args.quick else (5, 5.0)
-    if args.no_floor_pairs:
-        floor = {"reason": "skipped (--no-floor-pairs)"}
-    elif args.only and not {"raw-m2", "takefive-m2-1"} <= set(args.only.split(",")):
-        floor = {"reason": "skipped (--only without raw-m2 and takefive-m2-1)"}
+    rounds, seconds = (3, 3.0) if args.quick else (5, 5.0)
+    measured = {s.name for s in stacks}
+    if args.no_pairs:
+        floor = {"reason": "skipped (--no-pairs)"}
+    elif not {"raw-m2", "takefive-m2-1"} <= measured:
+        floor = {"reason": "skipped (raw-m2 and takefive-m2-1 not both measured)"}
     else:
         from bench import paired
 
@@ -191,16 +192,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             known["takefive-m2-1"],
             "hello",
             tuple(settings.connections),
-            floor_rounds,
-            floor_seconds,
+            rounds,
+            seconds,
         )
-    floor_estimate = len(settings.connections) * (2 * floor_rounds * floor_seconds + 6) + 5
+    lowest = None if args.no_pairs else functools.partial(_lowest_paired, rounds, seconds)
+    pair_estimate = 2 * rounds * seconds + 6
+    floor_estimate = len(settings.connections) * pair_estimate + 5
+    lowest_estimate = 3 * (pair_estimate + 8)
 
     estimate = (
         len(stacks) * (settings.stack_seconds() + 3)
         + (0 if args.no_handler_only else 40)
         + (0 if args.no_jobs else 40)
-        + (0 if args.no_floor_pairs else floor_estimate)
+        + (0 if args.no_pairs else floor_estimate + lowest_estimate)
     )
     print(
         f"bench: {len(stacks)} stacks, routes {','.join(settings.routes)}, "
@@ -208,7 +212,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{settings.duration_s:g} s each; about {estimate / 60:.0f} min",
         flush=True,
     )
-    data = suite.run_suite(stacks, settings, handler_only=ho, jobs=jobs, floor_paired=floor)
+    data = suite.run_suite(
+        stacks, settings, handler_only=ho, jobs=jobs, floor_paired=floor, lowest_paired=lowest
+    )
     if args.note:
         data["note"] = args.note
     full = not args.quick and not args.only
@@ -220,6 +226,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         value = "-" if t["value"] is None else f"{t['value']:.3f}"
         print(f"  target {t['description']}: {value} (threshold {t['threshold']}): {verdict}")
     return 0
+
+
+def _lowest_paired(rounds: int, seconds: float, data: dict[str, Any]) -> dict[str, Any]:
+    """Each stack-vs-stack target's lowest cell, measured again in paired windows."""
+    from bench import paired, report
+
+    known = by_name()
+    out: dict[str, Any] = {}
+    for target_id, (name, other, routes) in report.paired_targets(data).items():
+        cell = report.lowest_cell(data, name, other, routes)
+        if cell is None:
+            out[target_id] = {"reason": "not measured"}
+            continue
+        route, level, _ = cell
+        try:
+            out[target_id] = paired.measure(
+                known[other], known[name], route, (level,), rounds, seconds
+            )
+        except Exception as exc:  # a stack that cannot start: reported, the run goes on
+            out[target_id] = {"reason": f"{type(exc).__name__}: {exc}"}
+    return out
 
 
 def cmd_list(_: argparse.Namespace) -> int:

@@ -9,8 +9,9 @@ check a borderline ratio, e.g. the floor:
 
     python -m bench paired --stacks raw-m2,takefive-m2-1 --route hello --rounds 5
 
-The full run ends with one of these for the floor (raw-m2 and takefive-m2-1 on /hello),
-and judges the floor target on it (bench/report.py).
+The full run ends with these for the floor (raw-m2 and takefive-m2-1 on /hello) and for
+the lowest cell of each other stack-vs-stack target, and judges the targets on them
+(bench/report.py).
 """
 
 from __future__ import annotations

@@ -197,8 +197,12 @@ def run_suite(
     handler_only: dict[str, Any] | Callable[[], dict[str, Any]] | None,
     jobs: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
     floor_paired: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
+    lowest_paired: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     log: Log = say,
 ) -> dict[str, Any]:
+    """Every stack, then the handler-only figure, the paired windows and the jobs round
+    trip. ``lowest_paired(data)`` measures again, in paired windows, the lowest cell of
+    each stack-vs-stack target (``report.paired_targets``) once the stacks are done."""
     started = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
     data: dict[str, Any] = {
@@ -212,6 +216,7 @@ def run_suite(
         "handler_only": None,
         "jobs": None,
         "floor_paired": None,
+        "lowest_paired": None,
     }
     data["machine"]["packages"] = {
         p: version(p)
@@ -246,6 +251,10 @@ def run_suite(
             data["floor_paired"] = {"reason": f"{type(exc).__name__}: {exc}"}
     else:
         data["floor_paired"] = floor_paired
+    if lowest_paired is not None:
+        log("the lowest cell of each stack-vs-stack target, paired")
+        report.compute_ratios(data)
+        data["lowest_paired"] = lowest_paired(data)
     if callable(jobs):
         log("jobs round trip (JobPool and one Python worker vs a raw PUSH/PULL loop)")
         data["jobs"] = jobs()

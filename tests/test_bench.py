@@ -339,15 +339,66 @@ def test_the_floor_is_judged_on_its_paired_windows_when_measured() -> None:
         assert floor["min"] == pytest.approx(0.75) and floor["passed"] is False
 
 
-def test_the_paired_floor_section_lists_every_pair() -> None:
+def test_the_paired_section_lists_every_pair() -> None:
     data = sample_data()
     data["floor_paired"] = floor_paired((50, [0.88, 0.95, 1.02]))
     text = report.render_markdown(data)
-    assert "### The floor, paired" in text
-    assert "3 pairs of 5 s wrk windows" in text
-    assert "| c=50 | 0.95x | 0.88x - 1.02x | 0.88x, 0.95x, 1.02x | 1,000, 1,000, 1,000 |" in text
-    data["floor_paired"] = {"reason": "skipped (--no-floor-pairs)"}
-    assert "Not measured: skipped (--no-floor-pairs)." in report.render_markdown(data)
+    assert "### Paired windows" in text
+    assert "3 pairs of 5 s wrk windows per cell" in text
+    assert (
+        "| /hello c=50 | 0.95x | 0.88x - 1.02x | 0.88x, 0.95x, 1.02x | 1,000, 1,000, 1,000 |"
+        in text
+    )
+    data["floor_paired"] = {"reason": "skipped (--no-pairs)"}
+    assert "Not measured: skipped (--no-pairs)." in report.render_markdown(data)
+
+
+def lowest_again(route: str, level: int, ratios: list[float], a: str, b: str) -> dict[str, Any]:
+    result = floor_paired((level, ratios))
+    result.update(a=a, b=b, route=route)
+    return result
+
+
+def test_the_lowest_cell_is_found_per_target() -> None:
+    data = sample_data()
+    stack = report.find_stack(data, "takefive-m2-1")
+    assert stack is not None
+    report.find_result(stack, "page", 200)["rps"] = 5000.0 * 1.2  # type: ignore[index]
+    assert report.lowest_cell(data, "takefive-m2-1", "uvicorn-starlette", ["hello", "page"]) == (
+        "page",
+        200,
+        pytest.approx(1.2),
+    )
+    assert report.lowest_cell(data, "takefive-m2-1", "granian-starlette", ["hello"]) is None
+    assert set(report.paired_targets(data)) == {"m2_vs_uvicorn", "gw_vs_uvicorn", "gw_vs_m2"}
+
+
+def test_a_target_counts_its_lowest_cell_measured_again_in_pairs() -> None:
+    data = sample_data()  # takefive-m2-1 vs uvicorn: 1.5x everywhere...
+    stack = report.find_stack(data, "takefive-m2-1")
+    assert stack is not None
+    report.find_result(stack, "page", 200)["rps"] = 5000.0 * 1.2  # type: ignore[index]
+    # ...but 1.2x back to back on page c=200, 1.34x when measured again in pairs
+    again = lowest_again("page", 200, [1.31, 1.34, 1.4], "uvicorn-starlette", "takefive-m2-1")
+    data["lowest_paired"] = {"m2_vs_uvicorn": again}
+    m2 = {t["id"]: t for t in report.evaluate_targets(data)}["m2_vs_uvicorn"]
+    assert m2["min"] == pytest.approx(1.34) and m2["passed"] is True
+    assert m2["value"] == pytest.approx((1.5**5 * 1.2) ** (1 / 6))  # the mean: back to back
+    assert m2["detail"].startswith("page c=200 again in paired windows: 1.34x (pairs 1.31")
+    assert "back-to-back cells: hello c=50: 1.50x" in m2["detail"]
+    # another back-to-back cell lower than the median pair still decides
+    base = report.find_result(report.find_stack(data, "uvicorn-starlette"), "json", 50)
+    report.find_result(stack, "json", 50)["rps"] = base["rps"] * 1.25  # type: ignore[index]
+    m2 = {t["id"]: t for t in report.evaluate_targets(data)}["m2_vs_uvicorn"]
+    assert m2["min"] == pytest.approx(1.25) and m2["passed"] is False
+    for unmeasured in ({"reason": "not measured"}, {"levels": []}):
+        data["lowest_paired"] = {"m2_vs_uvicorn": unmeasured}
+        m2 = {t["id"]: t for t in report.evaluate_targets(data)}["m2_vs_uvicorn"]
+        assert m2["min"] == pytest.approx(1.2)
+    data["lowest_paired"] = {"m2_vs_uvicorn": again}
+    text = report.render_markdown(data)
+    assert "**takefive + Mongrel2, 1 handler vs uvicorn + Starlette**: its lowest cell." in text
+    assert "| /page c=200 | 1.34x | 1.31x - 1.40x |" in text
 
 
 # --------------------------------------------------------------------------- markdown
@@ -550,10 +601,22 @@ def test_a_paired_floor_that_cannot_run_is_reported_and_the_run_goes_on() -> Non
         "reason": "RuntimeError: raw-m2 cannot run here: mongrel2 is not installed"
     }
     measured = floor_paired((50, [1.0]))
+    seen: list[dict[str, Any]] = []
+
+    def lowest(data: dict[str, Any]) -> dict[str, Any]:
+        seen.append(data)
+        return {"m2_vs_uvicorn": {"reason": "not measured"}}
+
     data = suite.run_suite(
-        [], suite.Settings(), handler_only=None, floor_paired=lambda: measured, log=print
+        [],
+        suite.Settings(),
+        handler_only=None,
+        floor_paired=lambda: measured,
+        lowest_paired=lowest,
+        log=print,
     )
     assert data["floor_paired"] is measured
+    assert seen == [data] and data["lowest_paired"] == {"m2_vs_uvicorn": {"reason": "not measured"}}
 
 
 def test_the_in_process_tool_serves_every_frame() -> None:
