@@ -49,6 +49,7 @@ async def _run(frames: list[bytes]) -> float:
         replies += 1
     assert replies == len(frames), (replies, len(frames))
     check.close(0)
+    pub.detach()
     sink.close(0)
     ctx.term()
     return elapsed

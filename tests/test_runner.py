@@ -7,6 +7,7 @@ wire format through ``takefive.wire``; the runner under test is the real one.
 from __future__ import annotations
 
 import asyncio
+import errno
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +18,7 @@ import zmq
 import zmq.asyncio
 
 from takefive import wire
+from takefive._zmqutil import nowait_socket
 from takefive.app import App
 from takefive.request import Request
 from takefive.response import Response
@@ -686,3 +688,63 @@ async def test_only_slow_turns_hold_replies(context: zmq.asyncio.Context, front:
     [await front.reply() for _ in range(33)]
     assert not reader.slow and not reader.held
     await running.stop()
+
+
+class FlakyPub:
+    """A publisher whose send fails on the calls listed in ``fail_on`` (1-based)."""
+
+    def __init__(self, fail_on: set[int], attached: bool = True) -> None:
+        self.sent: list[bytes] = []
+        self.calls = 0
+        self.fail_on = fail_on
+        self.attached = attached
+        self.owner = None  # never used: a detached publisher must not reach its owner
+        self.on_send: Callable[[], None] | None = None
+
+    def send(self, data: bytes) -> None:
+        self.calls += 1
+        if self.on_send is not None:
+            on_send, self.on_send = self.on_send, None
+            on_send()
+        if self.calls in self.fail_on:
+            raise zmq.ZMQError(errno.EINTR)
+        self.sent.append(data)
+
+
+def a_reader(pub: FlakyPub) -> Any:
+    from takefive import runner as runner_module
+
+    ctx: zmq.Context[Any] = zmq.Context.instance()
+    pull = ctx.socket(zmq.PULL)
+    return runner_module._Reader(None, nowait_socket(pull), pub, None)  # type: ignore[arg-type]
+
+
+def test_a_failed_flush_holds_what_it_did_not_send_first_in_line() -> None:
+    pub = FlakyPub(fail_on={2})
+    reader = a_reader(pub)
+    reader.held += [b"1", b"2", b"3"]
+    with pytest.raises(zmq.ZMQError):
+        reader.flush()
+    assert pub.sent == [b"1"] and reader.held == [b"2", b"3"]
+    reader.held.append(b"4")
+    reader.flush()
+    assert pub.sent == [b"1", b"2", b"3", b"4"] and reader.held == []
+
+
+def test_a_flush_from_inside_a_send_sends_nothing_twice() -> None:
+    """A signal handler that pushes runs a flush while a flush is sending."""
+    pub = FlakyPub(fail_on=set())
+    reader = a_reader(pub)
+    reader.held += [b"1", b"2"]
+    pub.on_send = reader.flush  # re-entered during the first send
+    reader.flush()
+    assert pub.sent == [b"1", b"2"] and reader.held == []
+
+
+def test_a_large_reply_on_a_detached_publisher_raises_and_touches_nothing() -> None:
+    from takefive import runner as runner_module
+
+    pub = FlakyPub(fail_on=set(), attached=False)
+    with pytest.raises(zmq.ZMQError) as caught:
+        runner_module._publish(pub, b"x" * runner_module._ZERO_COPY_SIZE)  # type: ignore[arg-type]
+    assert caught.value.errno == errno.ENOTSOCK and pub.calls == 0

@@ -89,6 +89,10 @@ class NowaitSocket(Protocol):
     @property
     def owner(self) -> zmq.Socket[Any]: ...
 
+    @property
+    def attached(self) -> bool:
+        """False once :meth:`detach` was called."""
+
     def recv(self) -> bytes | None:
         """The next frame, or None when none is waiting; never raises ``zmq.Again``."""
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import sys
@@ -110,8 +111,10 @@ def _publish(pub: NowaitSocket, data: bytes) -> None:
     """
     if len(data) < _ZERO_COPY_SIZE:
         pub.send(data)
-    else:
+    elif pub.attached:  # the owner, a shadow, would send on a closed socket
         _send_frame(pub.owner, data, 0, False)
+    else:
+        raise zmq.ZMQError(errno.ENOTSOCK)
 
 
 def _nothing() -> None:
@@ -318,7 +321,7 @@ class HandlerServer:
                     send(reply)
                 else:
                     self._flush()
-                    _send_frame(pub.owner, reply, 0, False)
+                    _publish(pub, reply)
         except Exception:
             # App.start never raises; this is a bug in takefive itself. Keep serving.
             log.exception("internal error serving %s %s", message.sender, message.conn_id)
@@ -459,7 +462,9 @@ class _Reader:
     When handlers are slow (the last turn took _SLOW_S or more per frame, e.g. a page
     rendered in 250 us), the replies of plain handlers are *held* until the turn ends,
     or until _CORK_S after the handler that made the first of them started, then sent
-    in a row. A front end then wakes up once for the lot instead of once per reply, and
+    in a row. The time is checked between handlers, so a reply can wait _CORK_S plus
+    the run time of the handler that runs next (a plain handler blocks the whole
+    process while it runs anyway). A front end then wakes up once for the lot instead of once per reply, and
     each wake-up of Mongrel2 polls every connection it has: at 200 connections, with
     one reply every 250 us, Mongrel2 spent 55% of a core on it, and the handler got
     92% of the other one. Fast handlers' replies go at once: held, they would leave
@@ -505,13 +510,22 @@ class _Reader:
         self.loop.call_soon(self.read)
 
     def flush(self) -> None:
-        """Send the held replies, in order."""
-        held, send = self.held, self.send
-        try:
-            for frame in held:
+        """Send the held replies, in order.
+
+        The list is emptied first, so a send that runs Python code (a signal handler
+        that pushes) finds nothing held twice; what a failed send left is held again,
+        first in line, and the error goes on to the caller.
+        """
+        held = self.held
+        frames = held.copy()
+        held.clear()
+        send = self.send
+        for sent, frame in enumerate(frames):
+            try:
                 send(frame)
-        finally:
-            held.clear()
+            except BaseException:
+                held[:0] = frames[sent:]
+                raise
 
     def read(self) -> None:
         if not self.reading or self.paused:
