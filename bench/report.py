@@ -350,6 +350,13 @@ def _measured(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _paired_table(result: dict[str, Any]) -> list[str]:
+    notes = [
+        f"Socket errors at c={lv['connections']} (timeouts of an overloaded server; its "
+        f"completed requests are counted): {result['a']} {sum(lv['a_socket_errors'])}, "
+        f"{result['b']} {sum(lv['b_socket_errors'])}."
+        for lv in result["levels"]
+        if sum(lv.get("a_socket_errors", [])) or sum(lv.get("b_socket_errors", []))
+    ]
     rows = [
         [
             f"/{result['route']} c={lv['connections']}",
@@ -361,10 +368,11 @@ def _paired_table(result: dict[str, Any]) -> list[str]:
         ]
         for lv in result["levels"]
     ]
-    return _table(
+    table = _table(
         ["cell", "median", "range", "every pair", f"{result['a']} req/s", f"{result['b']} req/s"],
         rows,
     )
+    return table + (["", *notes] if notes else [])
 
 
 def _paired_section(data: dict[str, Any]) -> list[str]:

@@ -627,3 +627,17 @@ def test_the_in_process_tool_serves_every_frame() -> None:
 
     for path in ("/hello", "/json", "/page"):
         assert asyncio.run(inprocess._run(build_frames(50, path))) > 0
+
+
+def test_socket_errors_of_paired_windows_are_shown() -> None:
+    data = sample_data()
+    again = lowest_again("page", 200, [1.3, 1.4], "uvicorn-starlette", "takefive-m2-1")
+    again["levels"][0].update(a_socket_errors=[0, 69], b_socket_errors=[0, 0])
+    data["lowest_paired"] = {"m2_vs_uvicorn": again}
+    text = report.render_markdown(data)
+    assert (
+        "Socket errors at c=200 (timeouts of an overloaded server; its completed requests" in text
+    )
+    assert "uvicorn-starlette 69, takefive-m2-1 0." in text
+    del again["levels"][0]["a_socket_errors"], again["levels"][0]["b_socket_errors"]
+    assert "Socket errors" not in report.render_markdown(data)  # results from before
