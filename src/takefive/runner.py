@@ -464,14 +464,14 @@ class _Reader:
     or until _CORK_S after the handler that made the first of them started, then sent
     in a row. The time is checked between handlers, so a reply can wait _CORK_S plus
     the run time of the handler that runs next (a plain handler blocks the whole
-    process while it runs anyway). A front end then wakes up once for the lot instead of once per reply, and
-    each wake-up of Mongrel2 polls every connection it has: at 200 connections, with
-    one reply every 250 us, Mongrel2 spent 55% of a core on it, and the handler got
-    92% of the other one. Fast handlers' replies go at once: held, they would leave
-    the front end waiting for the whole turn, which then sends the next requests in
-    lock-step (20% more CPU per request, measured). Anything else the process sends
-    (a pushed message, an awaited handler's response) sends what is held first, so
-    things leave in the order they were made.
+    process while it runs anyway). A front end then wakes up once for the lot instead
+    of once per reply, and each wake-up of Mongrel2 polls every connection it has: at
+    200 connections, with one reply every 250 us, Mongrel2 spent 55% of a core on it,
+    and the handler got 92% of the other one. Fast handlers' replies go at once: held,
+    they would leave the front end waiting for the whole turn, which then sends the
+    next requests in lock-step (20% more CPU per request, measured). Anything else the
+    process sends (a pushed message, an awaited handler's response) sends what is held
+    first, so things leave in the order they were made.
     """
 
     def __init__(
