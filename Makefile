@@ -61,7 +61,7 @@ else
 	@echo "test-eager: no python3.12 on this machine; the eager-task path was not run"
 endif
 
-# About 17 minutes on 2 cores; writes bench/results/ and docs/performance.md (see bench/README.md).
+# About 15 minutes on 2 cores; writes bench/results/ and docs/performance.md (see bench/README.md).
 bench: $(STAMP) system-deps
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m bench

@@ -1,6 +1,6 @@
 """``python -m bench``: takefive's benchmark suite (see bench/README.md).
 
-python -m bench                     full run (about 17 minutes), writes results + docs
+python -m bench                     full run (about 15 minutes), writes results + docs
 python -m bench --quick             1 s warm-up + 3 s per measurement (about 6 minutes)
 python -m bench --only aiohttp,raw-m2
 python -m bench list                stacks and whether each can run here
