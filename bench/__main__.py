@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import content, suite
+from bench.placement import front_end_alone
 from bench.procs import REPO
 from bench.stackdefs import BASELINE, all_stacks, by_name
 
@@ -118,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     paired.add_argument("--connections", type=int, action="append")
     paired.add_argument("--rounds", type=int, default=5)
     paired.add_argument("--duration", type=float, default=5.0, help="seconds per window")
+    paired.add_argument(
+        "--pin",
+        action="store_true",
+        help="the front end alone on one CPU, the handlers and wrk on the others",
+    )
 
     render = sub.add_parser("render", help="regenerate docs/performance.md/.png from a JSON")
     render.add_argument("results", nargs="?", help="a bench/results/*.json (default: latest)")
@@ -178,11 +184,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     floor: dict[str, Any] | Callable[[], dict[str, Any]]
     rounds, seconds = (3, 3.0) if args.quick else (5, 5.0)
+    # the floor, pinned (bench/placement.py): shorter windows, more of them
+    floor_rounds, floor_seconds = (3, 2.0) if args.quick else (8, 2.0)
     measured = {s.name for s in stacks}
+    placement = front_end_alone()
     if args.no_pairs:
         floor = {"reason": "skipped (--no-pairs)"}
     elif not {"raw-m2", "takefive-m2-1"} <= measured:
         floor = {"reason": "skipped (raw-m2 and takefive-m2-1 not both measured)"}
+    elif placement is None:
+        floor = {"reason": "needs two CPUs: the front end alone on one (bench/placement.py)"}
     else:
         from bench import paired
 
@@ -192,12 +203,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             known["takefive-m2-1"],
             "hello",
             tuple(settings.connections),
-            rounds,
-            seconds,
+            floor_rounds,
+            floor_seconds,
+            placement=placement,
         )
     lowest = None if args.no_pairs else functools.partial(_lowest_paired, rounds, seconds)
     pair_estimate = 2 * rounds * seconds + 6
-    floor_estimate = len(settings.connections) * pair_estimate + 5
+    floor_estimate = len(settings.connections) * (2 * floor_rounds * floor_seconds + 6) + 5
     lowest_estimate = 3 * (pair_estimate + 8)
 
     estimate = (
@@ -321,6 +333,9 @@ def cmd_paired(args: argparse.Namespace) -> int:
         raise SystemExit(f"--stacks takes two of: {', '.join(known)}")
     if args.rounds < 1 or args.duration <= 0:
         raise SystemExit("--rounds must be at least 1 and --duration positive")
+    placement = front_end_alone() if args.pin else None
+    if args.pin and placement is None:
+        raise SystemExit("--pin needs at least two CPUs")
     result = paired.measure(
         known[names[0]],
         known[names[1]],
@@ -328,6 +343,7 @@ def cmd_paired(args: argparse.Namespace) -> int:
         tuple(args.connections or (50, 200)),
         args.rounds,
         args.duration,
+        placement=placement,
     )
     for level in result["levels"]:
         print(

@@ -9,9 +9,10 @@ check a borderline ratio, e.g. the floor:
 
     python -m bench paired --stacks raw-m2,takefive-m2-1 --route hello --rounds 5
 
-The full run ends with these for the floor (raw-m2 and takefive-m2-1 on /hello) and for
-the lowest cell of each other stack-vs-stack target, and judges the targets on them
-(bench/report.py).
+The full run ends with these for the floor (raw-m2 and takefive-m2-1 on /hello, pinned
+with bench/placement.py's ``front_end_alone``: Mongrel2 on one CPU, the handler and wrk
+on the other) and for the lowest cell of each other stack-vs-stack target (not pinned:
+uvicorn has no front end process), and judges the targets on them (bench/report.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from bench import content, wrk
 
 if TYPE_CHECKING:  # the stacks need psutil (the bench extra); pair_ratios does not
+    from bench.placement import Placement
     from bench.stackdefs import Launch, Stack
 
 
@@ -67,8 +69,12 @@ def measure(
     rounds: int,
     seconds: float,
     warmup: float = 2.0,
+    placement: Placement | None = None,
 ) -> dict[str, Any]:
     """``rounds`` pairs of ``seconds`` windows per connection level; B's ratio to A.
+
+    With a ``placement`` (bench/placement.py), both stacks' processes and wrk are
+    pinned to its CPUs, the same for A and B.
 
     A response with a status >= 400 stops the measurement (a stack that answers wrongly
     has no ratio). Socket errors do not: an overloaded stack that lets some requests
@@ -85,14 +91,21 @@ def measure(
         "route": route,
         "rounds": rounds,
         "seconds": seconds,
+        "placement": placement.to_json() if placement else None,
         "levels": [],
     }
+    cpus = placement.others if placement else None
     with ExitStack() as stop:
         launches = (_start(a, stop), _start(b, stop))
+        if placement is not None:
+            from bench.placement import pin
+
+            for launch in launches:
+                pin(launch.group.targets(), placement)
         for level in connections:
             urls = [launch.url + content.PATHS[route] for launch in launches]
             for url in urls:  # both warm, then the pairs
-                wrk.run(url, level, warmup)
+                wrk.run(url, level, warmup, cpus=cpus)
             rps: tuple[list[float], list[float]] = ([], [])
             errors: tuple[list[int], list[int]] = ([], [])
             for n in range(rounds):
@@ -100,7 +113,7 @@ def measure(
                 # favour the stack measured first
                 for side in (0, 1) if n % 2 == 0 else (1, 0):
                     url = urls[side]
-                    result = wrk.run(url, level, seconds)
+                    result = wrk.run(url, level, seconds, cpus=cpus)
                     if result.non2xx:
                         raise RuntimeError(f"errors from {url}: {result.to_json()}")
                     rps[side].append(result.rps)

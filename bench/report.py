@@ -170,13 +170,14 @@ def _lowest_again(
 
 def _floor_paired(data: dict[str, Any]) -> tuple[float, float, str] | None:
     """(geometric mean, lowest, detail) of the paired floor's per-level medians, if measured."""
-    levels = [lv for lv in (data.get("floor_paired") or {}).get("levels", []) if "median" in lv]
+    floor = data.get("floor_paired") or {}
+    levels = [lv for lv in floor.get("levels", []) if "median" in lv]
     if not levels:
         return None
     medians = [lv["median"] for lv in levels]
     mean = geomean(medians)
     assert mean is not None
-    detail = ", ".join(
+    detail = ("pinned, " if floor.get("placement") else "") + ", ".join(
         f"hello c={lv['connections']}: {lv['median']:.2f}x (pairs "
         + " ".join(f"{r:.2f}" for r in lv["ratios"])
         + ")"
@@ -386,25 +387,44 @@ def _paired_section(data: dict[str, Any]) -> list[str]:
     if not (floor and floor.get("levels")) and not measured:
         reason = (floor or {}).get("reason", "skipped in this run")
         return [*lines, f"Not measured: {reason}."]
-    some = floor if floor and floor.get("levels") else measured[0][1]
     lines += [
-        "Two stacks up at once, driven in turns: "
-        f"{some['rounds']} pairs of {some['seconds']:g} s wrk windows per cell, in the order "
-        "A B, B A, A B... Each pair sees nearly the same machine, so its ratio carries less of "
-        "the drift between back-to-back cells minutes apart (30-40% on a shared VM). The floor "
-        "is judged on the median pair of each level; every other stack-vs-stack target has "
-        "its lowest back-to-back cell measured again this way, and counts that cell's median "
-        "pair.",
+        "Two stacks up at once, driven in turns by wrk, in the order A B, B A, A B... Each "
+        "pair sees nearly the same machine, so its ratio carries less of the drift between "
+        "back-to-back cells minutes apart (30-40% on a shared VM). The floor is judged on the "
+        "median pair of each level; every other stack-vs-stack target has its lowest "
+        "back-to-back cell measured again this way, and counts that cell's median pair.",
         "",
     ]
     if floor and floor.get("levels"):
-        lines += [f"**The floor**: {floor['b']} against {floor['a']}.", ""]
+        lines += [
+            f"**The floor**: {floor['b']} against {floor['a']}, {_windows(floor)}.",
+            "",
+        ]
         lines += _paired_table(floor)
     descriptions = {target_id: description for target_id, description, _ in TARGETS}
     for target_id, result in measured:
-        lines += ["", f"**{descriptions.get(target_id, target_id)}**: its lowest cell.", ""]
+        lines += [
+            "",
+            f"**{descriptions.get(target_id, target_id)}**: its lowest cell, {_windows(result)}.",
+            "",
+        ]
         lines += _paired_table(result)
     return lines
+
+
+def _windows(result: dict[str, Any]) -> str:
+    """``8 pairs of 2 s windows per cell, pinned: ...`` (bench/placement.py)."""
+    text = f"{result['rounds']} pairs of {result['seconds']:g} s windows per cell"
+    placement = result.get("placement")
+    if not placement:
+        return text + ", not pinned"
+    return (
+        f"{text}, pinned: the front end on CPU "
+        + ",".join(map(str, placement["front_end"]))
+        + ", the handler and wrk on CPU "
+        + ",".join(map(str, placement["others_and_wrk"]))
+        + " (bench/placement.py)"
+    )
 
 
 def render_markdown(data: dict[str, Any], soak: dict[str, Any] | None = None) -> str:

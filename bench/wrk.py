@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,11 +118,24 @@ def wrk_path() -> str | None:
     return shutil.which("wrk")
 
 
-def command(url: str, connections: int, duration: float, threads: int = 1) -> list[str]:
+def command(
+    url: str,
+    connections: int,
+    duration: float,
+    threads: int = 1,
+    cpus: Collection[int] | None = None,
+) -> list[str]:
+    """wrk's command line; with ``cpus``, run through ``taskset`` on those CPUs only."""
     exe = wrk_path()
     if exe is None:
         raise WrkError("wrk is not installed (Debian package 'wrk')")
+    prefix: list[str] = []
+    if cpus is not None:
+        from bench.placement import command_prefix
+
+        prefix = command_prefix(cpus)
     return [
+        *prefix,
         exe,
         f"-t{threads}",
         f"-c{connections}",
@@ -135,9 +149,15 @@ def command(url: str, connections: int, duration: float, threads: int = 1) -> li
     ]
 
 
-def run(url: str, connections: int, duration: float, threads: int = 1) -> WrkResult:
-    """Run wrk once (bounded: ``duration`` plus a 30 s safety margin)."""
-    cmd = command(url, connections, duration, threads)
+def run(
+    url: str,
+    connections: int,
+    duration: float,
+    threads: int = 1,
+    cpus: Collection[int] | None = None,
+) -> WrkResult:
+    """Run wrk once (bounded: ``duration`` plus a 30 s safety margin), on ``cpus`` if given."""
+    cmd = command(url, connections, duration, threads, cpus)
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30)
     except subprocess.TimeoutExpired as exc:

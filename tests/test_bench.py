@@ -344,7 +344,7 @@ def test_the_paired_section_lists_every_pair() -> None:
     data["floor_paired"] = floor_paired((50, [0.88, 0.95, 1.02]))
     text = report.render_markdown(data)
     assert "### Paired windows" in text
-    assert "3 pairs of 5 s wrk windows per cell" in text
+    assert "3 pairs of 5 s windows per cell, not pinned" in text
     assert (
         "| /hello c=50 | 0.95x | 0.88x - 1.02x | 0.88x, 0.95x, 1.02x | 1,000, 1,000, 1,000 |"
         in text
@@ -397,7 +397,10 @@ def test_a_target_counts_its_lowest_cell_measured_again_in_pairs() -> None:
         assert m2["min"] == pytest.approx(1.2)
     data["lowest_paired"] = {"m2_vs_uvicorn": again}
     text = report.render_markdown(data)
-    assert "**takefive + Mongrel2, 1 handler vs uvicorn + Starlette**: its lowest cell." in text
+    assert (
+        "**takefive + Mongrel2, 1 handler vs uvicorn + Starlette**: its lowest cell, "
+        "3 pairs of 5 s windows per cell, not pinned." in text
+    )
     assert "| /page c=200 | 1.34x | 1.31x - 1.40x |" in text
 
 
@@ -641,3 +644,73 @@ def test_socket_errors_of_paired_windows_are_shown() -> None:
     assert "uvicorn-starlette 69, takefive-m2-1 0." in text
     del again["levels"][0]["a_socket_errors"], again["levels"][0]["b_socket_errors"]
     assert "Socket errors" not in report.render_markdown(data)  # results from before
+
+
+def test_the_front_end_gets_a_cpu_of_its_own() -> None:
+    from bench.placement import Placement, front_end_alone
+
+    assert front_end_alone([3]) is None  # one CPU: nothing to place
+    placement = front_end_alone([5, 2, 7])
+    assert placement == Placement(frozenset({2}), frozenset({5, 7}))
+    assert placement.cpus_for("mongrel2") == {2}
+    assert placement.cpus_for("gateway.child1") == {2}
+    assert placement.cpus_for("handler1") == {5, 7}
+    assert placement.cpus_for("handler1.child1") == {5, 7}
+    assert placement.to_json() == {"front_end": [2], "others_and_wrk": [5, 7]}
+    with pytest.raises(ValueError):
+        Placement(frozenset(), frozenset({1}))
+
+
+def test_pinning_reaches_every_thread_of_a_real_process() -> None:
+    """A process with a second thread, started before the pin, ends on the placement's CPU."""
+    import os
+    import subprocess
+
+    import psutil
+    from bench.placement import Placement, pin
+
+    cpu = min(os.sched_getaffinity(0))
+    code = (
+        "import threading, time, sys\n"
+        "threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+        "print('up', flush=True); sys.stdin.read()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "up\n"
+        process = psutil.Process(child.pid)
+        threads = [t.id for t in process.threads()]
+        assert len(threads) == 2
+        everything = frozenset(os.sched_getaffinity(0))
+        pin([("handler1", process)], Placement(everything, frozenset({cpu})))
+        assert [os.sched_getaffinity(t) for t in threads] == [{cpu}, {cpu}]
+        pin([("mongrel2", process)], Placement(everything, frozenset({cpu})))
+        assert [os.sched_getaffinity(t) for t in threads] == [everything, everything]
+    finally:
+        child.kill()
+        child.wait()
+    pin([("handler1", process)], Placement(everything, frozenset({cpu})))  # gone: no error
+
+
+def test_wrk_runs_through_taskset_when_pinned(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wrk, "wrk_path", lambda: "/usr/bin/wrk")  # taskset: util-linux
+    cmd = wrk.command("http://127.0.0.1:1/hello", 50, 2.0, cpus={3, 1})
+    assert cmd[0].endswith("/taskset") and cmd[1:4] == ["-c", "1,3", "/usr/bin/wrk"]
+    assert wrk.command("http://127.0.0.1:1/hello", 50, 2.0)[0] == "/usr/bin/wrk"
+
+
+def test_a_pinned_floor_says_so() -> None:
+    data = sample_data()
+    data["floor_paired"] = floor_paired((50, [0.98, 0.97, 0.99]))
+    data["floor_paired"]["placement"] = {"front_end": [0], "others_and_wrk": [1]}
+    text = report.render_markdown(data)
+    assert (
+        "3 pairs of 5 s windows per cell, pinned: the front end on CPU 0, "
+        "the handler and wrk on CPU 1 (bench/placement.py)" in text
+    )
+    floor = {t["id"]: t for t in report.evaluate_targets(data)}["floor"]
+    assert floor["detail"].startswith("paired windows: pinned, hello c=50: 0.98x")
+    data["floor_paired"]["placement"] = None
+    assert "3 pairs of 5 s windows per cell, not pinned" in report.render_markdown(data)
