@@ -180,7 +180,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         from bench import bench_jobs
 
-        jobs = functools.partial(bench_jobs.measure, 20_000 if args.quick else 50_000)
+        jobs = functools.partial(bench_jobs.measure, 50_000 if args.quick else 200_000)
 
     floor: dict[str, Any] | Callable[[], dict[str, Any]]
     rounds, seconds = (3, 3.0) if args.quick else (5, 5.0)

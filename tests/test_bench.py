@@ -714,3 +714,66 @@ def test_a_pinned_floor_says_so() -> None:
     assert floor["detail"].startswith("paired windows: pinned, hello c=50: 0.98x")
     data["floor_paired"]["placement"] = None
     assert "3 pairs of 5 s windows per cell, not pinned" in report.render_markdown(data)
+
+
+def test_the_jobs_targets_count_the_median_round() -> None:
+    data = sample_data()
+    data["jobs"].update(
+        repeat=3,
+        ratio=0.75,
+        map_ratio=0.9,
+        ratios=[0.5, 0.75, 1.1],
+        map_ratios=[0.9, 0.8, 1.2],
+    )
+    targets = {t["id"]: t for t in report.evaluate_targets(data)}
+    assert targets["jobs_submit"]["value"] == pytest.approx(0.75)
+    assert targets["jobs_submit"]["passed"] is True
+    assert targets["jobs_map"]["value"] == pytest.approx(0.9)
+    text = report.render_markdown(data)
+    assert "3 rounds of the three legs in a rotating order" in text
+    assert (
+        "| JobPool.submit | 60,000 | 0.75x | 60,000, 59,000, 58,000 | 0.50x, 0.75x, 1.10x |" in text
+    )
+    del data["jobs"]["ratios"]  # results from before the rounds: best over best
+    assert {t["id"]: t for t in report.evaluate_targets(data)}["jobs_submit"][
+        "value"
+    ] == pytest.approx(0.4)
+    assert "best of 3 interleaved runs per leg" in report.render_markdown(data)
+
+
+def test_the_jobs_round_trip_runs_each_leg_once_per_round_in_turns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The order rotates; the ratios are per round (the legs' own runs are real elsewhere)."""
+    from bench import bench_jobs
+
+    order: list[str] = []
+    rates = iter([100.0, 50.0, 80.0, 70.0, 90.0, 200.0, 120.0, 150.0, 60.0])
+
+    def leg(name: str) -> Any:
+        def run(*_: Any) -> float:
+            order.append(name)
+            return next(rates)
+
+        return run
+
+    monkeypatch.setattr(bench_jobs, "bench_raw", leg("raw"))
+    monkeypatch.setattr(
+        bench_jobs, "bench_takefive", lambda j, w, chunk=0: leg("map" if chunk else "tf")()
+    )
+    out = bench_jobs.measure(jobs=10, window=5, repeat=3, chunk=5)
+    assert order == ["raw", "tf", "map", "tf", "map", "raw", "map", "raw", "tf"]
+    # raw 100, 200, 150; tf 50, 70, 60; map 80, 90, 120
+    assert out["ratios"] == [0.5, 0.35, 0.4] and out["ratio"] == pytest.approx(0.4)
+    assert out["map_ratios"] == [0.8, 0.45, 0.8] and out["map_ratio"] == pytest.approx(0.8)
+    assert (out["raw_jobs_per_s"], out["takefive_jobs_per_s"]) == (150, 60)
+    assert out["takefive_map_jobs_per_s"] == 90
+
+
+def test_the_jobs_round_trip_really_runs() -> None:
+    """A small real run of every leg: a raw echo child and a ``takefive worker``."""
+    from bench import bench_jobs
+
+    out = bench_jobs.measure(jobs=300, window=30, repeat=1, chunk=10)
+    assert out["raw_jobs_per_s"] > 0 and out["takefive_jobs_per_s"] > 0
+    assert out["takefive_map_jobs_per_s"] > 0 and len(out["ratios"]) == 1
