@@ -187,12 +187,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     # the floor, pinned (bench/placement.py): shorter windows, more of them
     floor_rounds, floor_seconds = (3, 2.0) if args.quick else (8, 2.0)
     measured = {s.name for s in stacks}
-    placement = front_end_alone()
     if args.no_pairs:
         floor = {"reason": "skipped (--no-pairs)"}
     elif not {"raw-m2", "takefive-m2-1"} <= measured:
         floor = {"reason": "skipped (raw-m2 and takefive-m2-1 not both measured)"}
-    elif placement is None:
+    elif (placement := front_end_alone()) is None:
         floor = {"reason": "needs two CPUs: the front end alone on one (bench/placement.py)"}
     else:
         from bench import paired

@@ -12,7 +12,8 @@ check a borderline ratio, e.g. the floor:
 The full run ends with these for the floor (raw-m2 and takefive-m2-1 on /hello, pinned
 with bench/placement.py's ``front_end_alone``: Mongrel2 on one CPU, the handler and wrk
 on the other) and for the lowest cell of each other stack-vs-stack target (not pinned:
-uvicorn has no front end process), and judges the targets on them (bench/report.py).
+most of those pairs include uvicorn, which has no front end process to give a CPU of its
+own), and judges the targets on them (bench/report.py).
 """
 
 from __future__ import annotations
@@ -61,6 +62,33 @@ def _start(stack: Stack, stop: ExitStack) -> Launch:
     return launch
 
 
+def window_seconds(seconds: float) -> int:
+    """What wrk runs for a window of ``seconds`` (whole seconds, at least 1)."""
+    return max(1, round(seconds))
+
+
+def _cpu_seconds(launch: Launch) -> dict[str, float]:
+    """CPU time (user + system, all threads) of every process of a stack, by name."""
+    import psutil
+
+    out: dict[str, float] = {}
+    for name, process in launch.group.targets():
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        out[name] = times.user + times.system
+    return out
+
+
+def cpu_per_request(windows: list[dict[str, float]]) -> dict[str, float]:
+    """Each process's median over the windows of its CPU microseconds per request."""
+    names = sorted({name for window in windows for name in window})
+    return {
+        name: round(statistics.median(w[name] for w in windows if name in w), 2) for name in names
+    }
+
+
 def measure(
     a: Stack,
     b: Stack,
@@ -74,7 +102,11 @@ def measure(
     """``rounds`` pairs of ``seconds`` windows per connection level; B's ratio to A.
 
     With a ``placement`` (bench/placement.py), both stacks' processes and wrk are
-    pinned to its CPUs, the same for A and B.
+    pinned to its CPUs, the same for A and B; both stacks must have a front end
+    process (Mongrel2 or the gateway) to give its CPU to.
+
+    Each window also measures the CPU time of every process of the measured stack:
+    ``a_cpu_us`` / ``b_cpu_us`` are each process's median microseconds per request.
 
     A response with a status >= 400 stops the measurement (a stack that answers wrongly
     has no ratio). Socket errors do not: an overloaded stack that lets some requests
@@ -82,9 +114,19 @@ def measure(
     errors of each window are kept with the figures.
     """
     for stack in (a, b):
+        if placement is not None and not stack.handlers:  # the ZeroMQ stacks have one
+            raise RuntimeError(
+                f"{stack.name} has no front end process to give a CPU of its own: "
+                "measure it without pinning"
+            )
         reason = stack.unavailable()
         if reason:
             raise RuntimeError(f"{stack.name} cannot run here: {reason}")
+    if placement is not None:
+        from bench.placement import command_prefix
+
+        command_prefix(placement.others)  # taskset is there, before anything starts
+    seconds = window_seconds(seconds)
     out: dict[str, Any] = {
         "a": a.name,
         "b": b.name,
@@ -102,22 +144,34 @@ def measure(
 
             for launch in launches:
                 pin(launch.group.targets(), placement)
+                launch.group.check_alive()
         for level in connections:
             urls = [launch.url + content.PATHS[route] for launch in launches]
             for url in urls:  # both warm, then the pairs
                 wrk.run(url, level, warmup, cpus=cpus)
             rps: tuple[list[float], list[float]] = ([], [])
             errors: tuple[list[int], list[int]] = ([], [])
+            cpu: tuple[list[dict[str, float]], list[dict[str, float]]] = ([], [])
             for n in range(rounds):
                 # A B, then B A, ...: a drift of the machine's speed over a pair does not
                 # favour the stack measured first
                 for side in (0, 1) if n % 2 == 0 else (1, 0):
                     url = urls[side]
+                    before = _cpu_seconds(launches[side])
                     result = wrk.run(url, level, seconds, cpus=cpus)
+                    after = _cpu_seconds(launches[side])
                     if result.non2xx:
                         raise RuntimeError(f"errors from {url}: {result.to_json()}")
                     rps[side].append(result.rps)
                     errors[side].append(result.total_socket_errors)
+                    if result.requests:
+                        cpu[side].append(
+                            {
+                                name: (after[name] - before[name]) / result.requests * 1e6
+                                for name in after
+                                if name in before
+                            }
+                        )
             out["levels"].append(
                 {
                     "connections": level,
@@ -125,6 +179,8 @@ def measure(
                     "b_rps": [round(r) for r in rps[1]],
                     "a_socket_errors": errors[0],
                     "b_socket_errors": errors[1],
+                    "a_cpu_us": cpu_per_request(cpu[0]),
+                    "b_cpu_us": cpu_per_request(cpu[1]),
                     **pair_ratios(*rps),
                 }
             )

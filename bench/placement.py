@@ -2,15 +2,20 @@
 
 With three busy processes (wrk, the front end, a handler) on two cores, where the
 scheduler puts each of them decides much of a window's throughput. On the 2-vCPU VM the
-suite is developed on, 1 s windows of the same stack ranged 21,000-48,000 requests/s, and
-the ratio of two stacks over a pair of 2 s windows had a standard deviation of 0.15-0.19.
-With the front end alone on one CPU and the handler and wrk on the other, the same pairs
-had 0.025-0.04, and a stack lost about 9% of its throughput.
+suite is developed on, 1 s windows of the same stack ranged 21,000-48,000 requests/s;
+in full runs the per-pair ratios of the floor (5 s windows, not pinned) had standard
+deviations of 0.03-0.24 per level, pinned (2 s windows) 0.03-0.10, and each stack gave
+7-22% less throughput than in its back-to-back cells.
 
 :func:`front_end_alone` is that placement: the front end (Mongrel2 or the built-in
-gateway) gets a CPU of its own, the handlers and the load generator share the rest, so
-a handler's CPU per request shows in the figures. It is used where both stacks of a pair
-have a front end process; a single-process server (uvicorn) would get one CPU of two.
+gateway) gets a CPU of its own, as it would in production, and the handlers and the
+load generator share the rest. On two CPUs the front end's CPU is the bottleneck
+(Mongrel2 spends about twice the handler's CPU per request), so the ratio of two stacks
+behind the same front end comes out close to 1 unless a handler costs much more; the
+paired windows therefore also report each process's CPU per request
+(bench/paired.py), which shows the handler's own cost. A pair is only pinned when
+both stacks have a front end process: a single-process server (uvicorn) would get one
+CPU of two.
 """
 
 from __future__ import annotations
@@ -46,19 +51,16 @@ class Placement:
     def to_json(self) -> dict[str, Any]:
         return {"front_end": sorted(self.front_end), "others_and_wrk": sorted(self.others)}
 
-    def describe(self) -> str:
-        return (
-            f"the front end on CPU {_cpu_list(self.front_end)}, "
-            f"the handler and wrk on CPU {_cpu_list(self.others)}"
-        )
-
 
 def _cpu_list(cpus: Iterable[int]) -> str:
     return ",".join(str(c) for c in sorted(cpus))
 
 
 def front_end_alone(cpus: Collection[int] | None = None) -> Placement | None:
-    """The first CPU for the front end, the others for the rest; None below two CPUs."""
+    """The first CPU for the front end, the others for the rest; None below two CPUs
+    (or where CPU affinity cannot be set: Linux only)."""
+    if cpus is None and not hasattr(os, "sched_getaffinity"):
+        return None
     allowed = sorted(os.sched_getaffinity(0) if cpus is None else cpus)
     if len(allowed) < 2:
         return None

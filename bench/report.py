@@ -180,6 +180,7 @@ def _floor_paired(data: dict[str, Any]) -> tuple[float, float, str] | None:
     detail = ("pinned, " if floor.get("placement") else "") + ", ".join(
         f"hello c={lv['connections']}: {lv['median']:.2f}x (pairs "
         + " ".join(f"{r:.2f}" for r in lv["ratios"])
+        + (f"; CPU per request: {_cpu_per_request(floor, lv)}" if lv.get("a_cpu_us") else "")
         + ")"
         for lv in levels
     )
@@ -239,6 +240,11 @@ def evaluate_targets(
             value = low = _jobs_ratio(jobs, target_id == "jobs_map") if measured else None
             detail = (
                 f"takefive {jobs[key]:,.0f} jobs/s, raw {jobs['raw_jobs_per_s']:,.0f} jobs/s"
+                + (
+                    f" (medians of the runs); the median of {jobs['repeat']} rounds' ratios"
+                    if "ratios" in jobs
+                    else ""
+                )
                 if measured
                 else jobs.get("reason", "not measured")
             )
@@ -366,6 +372,13 @@ def _paired_table(result: dict[str, Any]) -> list[str]:
         for lv in result["levels"]
         if sum(lv.get("a_socket_errors", [])) or sum(lv.get("b_socket_errors", []))
     ]
+    notes += [
+        f"CPU per request at c={lv['connections']} (each process's median window): "
+        + _cpu_per_request(result, lv)
+        + "."
+        for lv in result["levels"]
+        if lv.get("a_cpu_us") or lv.get("b_cpu_us")
+    ]
     rows = [
         [
             f"/{result['route']} c={lv['connections']}",
@@ -382,6 +395,16 @@ def _paired_table(result: dict[str, Any]) -> list[str]:
         rows,
     )
     return table + (["", *notes] if notes else [])
+
+
+def _cpu_per_request(result: dict[str, Any], level: dict[str, Any]) -> str:
+    """``raw-m2: mongrel2 27.7 us, handler1 11.6 us; takefive-m2-1: ...``"""
+    return "; ".join(
+        f"{result[side]}: "
+        + ", ".join(f"{name} {us:.1f} us" for name, us in level.get(f"{side}_cpu_us", {}).items())
+        for side in ("a", "b")
+        if level.get(f"{side}_cpu_us")
+    )
 
 
 def _paired_section(data: dict[str, Any]) -> list[str]:

@@ -777,3 +777,47 @@ def test_the_jobs_round_trip_really_runs() -> None:
     out = bench_jobs.measure(jobs=300, window=30, repeat=1, chunk=10)
     assert out["raw_jobs_per_s"] > 0 and out["takefive_jobs_per_s"] > 0
     assert out["takefive_map_jobs_per_s"] > 0 and len(out["ratios"]) == 1
+
+
+def test_cpu_per_request_is_each_process_median_window() -> None:
+    from bench.paired import cpu_per_request, window_seconds
+
+    windows = [{"mongrel2": 27.0, "handler1": 12.0}, {"mongrel2": 29.0}, {"mongrel2": 28.0}]
+    assert cpu_per_request(windows) == {"handler1": 12.0, "mongrel2": 28.0}
+    assert cpu_per_request([]) == {}
+    assert (window_seconds(2.0), window_seconds(2.5), window_seconds(0.2)) == (2, 2, 1)
+
+
+def test_the_paired_windows_show_cpu_per_request() -> None:
+    data = sample_data()
+    data["floor_paired"] = floor_paired((50, [0.98, 0.97, 0.99]))
+    data["floor_paired"]["levels"][0].update(
+        a_cpu_us={"handler1": 11.55, "mongrel2": 27.68},
+        b_cpu_us={"handler1": 13.45, "mongrel2": 27.82},
+    )
+    text = report.render_markdown(data)
+    expected = (
+        "raw-m2: handler1 11.6 us, mongrel2 27.7 us; takefive-m2-1: handler1 13.4 us, "
+        "mongrel2 27.8 us"
+    )
+    assert f"CPU per request at c=50 (each process's median window): {expected}." in text
+    floor = {t["id"]: t for t in report.evaluate_targets(data)}["floor"]
+    assert f"; CPU per request: {expected})" in floor["detail"]
+
+
+def test_only_stacks_with_a_front_end_are_pinned() -> None:
+    from bench import paired
+    from bench.placement import Placement
+    from bench.stackdefs import by_name
+
+    stacks = by_name()
+    with pytest.raises(RuntimeError, match="uvicorn-starlette has no front end process"):
+        paired.measure(
+            stacks["takefive-m2-1"],
+            stacks["uvicorn-starlette"],
+            "hello",
+            (50,),
+            1,
+            1.0,
+            placement=Placement(frozenset({0}), frozenset({1})),
+        )
