@@ -149,12 +149,12 @@ def measure(
 ) -> dict[str, Any]:
     """``repeat`` rounds of the three legs; the figures are per-round ratios' medians.
 
-    One run of a leg varies a lot on a small VM: with 50,000 jobs (a quarter of a
-    second) the raw loop gave 132,000-267,000 jobs/s in one full run; with 200,000,
-    148,000-190,000 in five rounds. Each round
-    runs the three legs back to back, in an order that rotates from round to round
-    (no leg is always first); ``ratio`` and ``map_ratio`` are the medians of the
-    rounds' takefive/raw ratios, and the jobs/s figures the medians of each leg's runs.
+    One run of a leg varies a lot on a small VM: the raw loop gave 132,000-267,000
+    jobs/s in one full run with 50,000 jobs per run, and 130,000-231,000 in three full
+    runs with 200,000. So no single run decides: each round runs the three legs back to
+    back, in an order that rotates from round to round (no leg is always first);
+    ``ratio`` and ``map_ratio`` are the medians of the rounds' takefive/raw ratios, and
+    the jobs/s figures the medians of each leg's runs.
     """
     legs = {
         "raw": lambda: bench_raw(jobs, window),
