@@ -10,10 +10,10 @@ deviations of 0.03-0.24 per level, pinned (2 s windows) 0.03-0.10, and each stac
 :func:`front_end_alone` is that placement: the front end (Mongrel2 or the built-in
 gateway) gets a CPU of its own, as it would in production, and the handlers and the
 load generator share the rest. On two CPUs the front end's CPU is the bottleneck
-(Mongrel2 spends about twice the handler's CPU per request), so the ratio of two stacks
-behind the same front end comes out close to 1 unless a handler costs much more; the
-paired windows therefore also report each process's CPU per request
-(bench/paired.py), which shows the handler's own cost. A pair is only pinned when
+(Mongrel2 spends about twice the handler's CPU per request), and a handler's cost shows
+through the latency it adds, less than in proportion (the raw handler slowed from 12 to
+16.5 us of CPU per request read 0.90x against itself); the paired windows therefore
+also report each process's CPU per request (bench/paired.py). A pair is only pinned when
 both stacks have a front end process: a single-process server (uvicorn) would get one
 CPU of two.
 """
