@@ -161,11 +161,16 @@ def _lowest_again(
     others = [
         r for r, rt, lv in _cells_vs(data, name, other, routes) if (rt, lv) != (route, connections)
     ]
-    pairs = " ".join(f"{r:.2f}" for r in level["ratios"])
     detail = (
-        f"{route} c={connections} again in paired windows: {level['median']:.2f}x (pairs {pairs})"
+        f"{route} c={connections} again in paired windows: {level['median']:.2f}x "
+        f"(pairs {_pairs(level)})"
     )
     return min([level["median"], *others]), detail
+
+
+def _pairs(level: dict[str, Any]) -> str:
+    """Every pair's ratio of a paired level: ``0.95 0.97 1.01``."""
+    return " ".join(f"{r:.2f}" for r in level["ratios"])
 
 
 def _floor_paired(data: dict[str, Any]) -> tuple[float, float, str] | None:
@@ -178,8 +183,7 @@ def _floor_paired(data: dict[str, Any]) -> tuple[float, float, str] | None:
     mean = geomean(medians)
     assert mean is not None
     detail = ("pinned, " if floor.get("placement") else "") + ", ".join(
-        f"hello c={lv['connections']}: {lv['median']:.2f}x (pairs "
-        + " ".join(f"{r:.2f}" for r in lv["ratios"])
+        f"hello c={lv['connections']}: {lv['median']:.2f}x (pairs {_pairs(lv)}"
         + (f"; CPU per request: {_cpu_per_request(floor, lv)}" if lv.get("a_cpu_us") else "")
         + ")"
         for lv in levels
@@ -208,6 +212,7 @@ def evaluate_targets(
     windows (``data["lowest_paired"]``), count that cell's median pair instead.
     """
     out: list[dict[str, Any]] = []
+    lowest_targets = paired_targets(data)
     for target_id, description, threshold in TARGETS:
         value: float | None
         low: float | None
@@ -217,8 +222,8 @@ def evaluate_targets(
             if paired is not None:  # judged on the paired windows; the cells are kept above
                 value, low, paired_detail = paired
                 detail = f"paired windows: {paired_detail}; back-to-back cells: {detail}"
-        elif target_id in paired_targets(data):  # gw_vs_m2: the gateway issue's target
-            name, other, routes = paired_targets(data)[target_id]
+        elif target_id in lowest_targets:  # gw_vs_m2: the gateway issue's target
+            name, other, routes = lowest_targets[target_id]
             value, low, detail = _vs(data, name, other, routes)
             again = _lowest_again(data, target_id, name, other, routes)
             if again is not None:  # judged with its lowest cell measured again, paired
